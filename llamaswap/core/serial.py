@@ -1,0 +1,144 @@
+"""``serial``: one request at a time, in exact arrival order, one model in memory at a time.
+
+This is the policy for a box that can hold exactly one model and for users who need strict
+ordering. Switching to another model first evicts *every* other running model, whatever the
+groups say: the single-model guarantee belongs to the scheduler, not to the config. Same-model
+requests are never batched or reordered.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable, Mapping, Sequence
+
+from llamaswap.core.admission import Admission, load_failed, shutting_down, unloaded
+from llamaswap.core.errors import RequestError
+from llamaswap.core.process import ProcessState
+from llamaswap.core.request import Request
+from llamaswap.core.scheduler import Effects
+from llamaswap.core.spec import RoutingSpec
+from llamaswap.core.swapper import EvictAllSwapper, Swapper
+
+
+class SerialScheduler:
+    name = "serial"
+
+    def __init__(self, spec: RoutingSpec, effects: Effects, swapper: Swapper | None = None) -> None:
+        self._effects = effects
+        # Group co-residency is deliberately ignored: see the module docstring.
+        self._swapper: Swapper = EvictAllSwapper()
+        self._admission = Admission(spec.models)
+        self._queue: deque[Request] = deque()
+        self._serving: Request | None = None
+        self._swapping: str | None = None
+
+    # ------------------------------------------------------------------ events
+
+    def on_request(self, request: Request) -> None:
+        refusal = self._admission.try_admit(request.model)
+        if refusal is not None:
+            self._effects.grant_error(request, refusal)
+            return
+        self._queue.append(request)
+        self._pump()
+        if self._queue and self._queue[-1] is request:
+            self._effects.queue_changed(self._queue)
+
+    def on_cancel(self, request: Request) -> None:
+        try:
+            self._queue.remove(request)
+        except ValueError:
+            return  # already granted or answered: nothing to undo
+        self._admission.release(request.model)
+        if (
+            self._swapping == request.model
+            and not any(r.model == request.model for r in self._queue)
+            and self._queue
+        ):
+            # Load cancellation: nobody waits for this load any more and others are waiting.
+            self._effects.cancel_swap(request.model)
+        self._effects.queue_changed(self._queue)
+
+    def on_swap_done(self, model: str, error: str | None) -> None:
+        if self._swapping != model:
+            return
+        self._swapping = None
+        if error is not None:
+            # Fail the head and every queued request for this model: no N repeated doomed loads.
+            failed = load_failed(model, error)
+            kept: deque[Request] = deque()
+            for request in self._queue:
+                if request.model == model:
+                    self._fail(request, failed)
+                else:
+                    kept.append(request)
+            self._queue = kept
+            self._effects.queue_changed(self._queue)
+        self._pump()
+
+    def on_serve_done(self, request: Request) -> None:
+        if request is not self._serving:
+            return
+        self._serving = None
+        self._admission.release(request.model)
+        self._pump()
+
+    def on_unload(self, models: Sequence[str], token: Hashable) -> None:
+        targets = set(models)
+        kept: deque[Request] = deque()
+        for request in self._queue:
+            if request.model in targets:
+                self._fail(request, unloaded(request.model))
+            else:
+                kept.append(request)
+        self._queue = kept
+        if self._swapping in targets:
+            self._swapping = None  # the router aborts it; its SwapDone is ignored above
+        self._effects.stop_processes(sorted(targets), token)
+        self._effects.queue_changed(self._queue)
+        self._pump()
+
+    def on_shutdown(self) -> None:
+        for request in self._queue:
+            self._fail(request, shutting_down())
+        self._queue.clear()
+        self._swapping = None
+        self._effects.queue_changed(self._queue)
+
+    def on_timer(self, key: Hashable) -> None:
+        """``serial`` sets no timers."""
+
+    def snapshot(self) -> Mapping[str, object]:
+        return {
+            "queued": len(self._queue),
+            "swapping": [self._swapping] if self._swapping else [],
+            "in_flight": {self._serving.model: 1} if self._serving else {},
+            "reserved": dict(self._admission.reserved),
+        }
+
+    # ------------------------------------------------------------------ decisions
+
+    def _pump(self) -> None:
+        """Advance the head of the line as far as it goes without waiting."""
+        changed = False
+        while self._queue and self._serving is None and self._swapping is None:
+            head = self._queue[0]
+            others = [m for m in self._effects.running_models() if m != head.model]
+            if self._effects.model_state(head.model) is ProcessState.READY and not others:
+                self._queue.popleft()
+                changed = True
+                if self._effects.grant_serve(head):
+                    self._serving = head
+                else:
+                    self._admission.release(head.model)
+                continue
+            evict = self._swapper.eviction_for(head.model, others)
+            self._swapping = head.model
+            self._swapper.on_swap_start(head.model, evict)
+            self._effects.start_swap(head.model, evict)
+        if changed:
+            self._effects.queue_changed(self._queue)
+
+    def _fail(self, request: Request, error: RequestError) -> None:
+        self._admission.release(request.model)
+        self._effects.grant_error(request, error)
