@@ -1,0 +1,135 @@
+"""A size-capped, rotated JSONL event log written off the hot path.
+
+``EventLog.write(record)`` only appends a dict to an in-memory queue; a background thread encodes
+and writes lines, so a slow disk never stalls request handling. When the file exceeds ``max_bytes``
+it is rotated to ``<path>.1`` (older backups shift up to ``backups``), so the log is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+LOG_VERSION = 1
+_STOP = object()
+
+
+class EventLog:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_bytes: int = 256 * 1024 * 1024,
+        backups: int = 3,
+        threaded: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.dropped = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+        self._size = self._file.tell()
+        self._queue: queue.SimpleQueue[object] | None = None
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(
+                target=self._drain, name="llamaswap-record", daemon=True
+            )
+            self._thread.start()
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        if self._queue is not None:
+            self._queue.put(record)
+        else:
+            self._write_line(record)
+
+    def close(self) -> None:
+        if self._queue is not None and self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout=10)
+            self._queue = None
+        if not self._file.closed:
+            self._file.flush()
+            self._file.close()
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _drain(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            try:
+                self._write_line(item)  # type: ignore[arg-type]
+            except OSError:
+                self.dropped += 1
+            if self._queue.empty():
+                self._file.flush()
+
+    def _write_line(self, record: Mapping[str, Any]) -> None:
+        line = json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n"
+        if self._size + len(line) > self.max_bytes and self._size > 0:
+            self._rotate()
+        self._file.write(line)
+        self._size += len(line)
+
+    def _rotate(self) -> None:
+        self._file.close()
+        for index in range(self.backups, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            newer = (
+                self.path if index == 1 else self.path.with_name(f"{self.path.name}.{index - 1}")
+            )
+            if newer.exists():
+                if index == self.backups and older.exists():
+                    older.unlink()
+                os.replace(newer, older)
+        self._file = self.path.open("a", encoding="utf-8")
+        self._size = 0
+
+
+class LogReader:
+    """Iterate records of a log (and its rotated backups, oldest first)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def files(self) -> list[Path]:
+        backups = sorted(
+            (p for p in self.path.parent.glob(self.path.name + ".*") if p.suffix[1:].isdigit()),
+            key=lambda p: -int(p.suffix[1:]),
+        )
+        return [*backups, self.path] if self.path.exists() else backups
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for file in self.files():
+            with file.open(encoding="utf-8") as handle:
+                for number, line in enumerate(handle, 1):
+                    line = line.strip()
+                    if not line:
+                        continue
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise ValueError(f"{file}:{number}: not a JSON line ({exc.msg})") from None
+                    if not isinstance(record, dict) or "ev" not in record:
+                        raise ValueError(
+                            f"{file}:{number}: not an event record (needs an 'ev' key)"
+                        )
+                    yield record
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    return list(LogReader(path))
