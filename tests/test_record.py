@@ -167,3 +167,45 @@ def test_calibrate_builds_trace_and_profile_from_a_log(tmp_path: Path) -> None:
         "id,arrival,model,prompt_tokens,output_tokens,service_time,cancel_after"
     )
     json.dumps(cal.timing())  # serialisable profile
+
+
+def _log(order: list[tuple[str, float, float, float]], loads: list[str]) -> list[dict[str, object]]:
+    records: list[dict[str, object]] = [{"ev": "meta", "t": 0}]
+    for gen, model in enumerate(loads, 1):
+        records.append(
+            {
+                "ev": "process",
+                "t": 0,
+                "model": model,
+                "from": "stopped",
+                "to": "starting",
+                "generation": gen,
+            }
+        )
+    for rid, arrival, grant, done in order:
+        records += [
+            {"ev": "arrival", "t": arrival, "id": rid, "model": "m"},
+            {"ev": "grant", "t": grant, "id": rid, "model": "m"},
+            {"ev": "done", "t": done, "id": rid, "status": 200},
+        ]
+    return records
+
+
+def test_compare_reports_identical_runs_as_identical() -> None:
+    from llamaswap.record.compare import compare
+
+    log = _log([("a", 0, 1, 2), ("b", 0.1, 2, 3)], ["m"])
+    verdict = compare(log, log)
+    assert verdict["grant_order"]["identical"] and verdict["loads"]["identical"]
+    assert verdict["latency"]["p50"]["rel_error"] == 0
+
+
+def test_compare_finds_first_divergence_and_latency_error() -> None:
+    from llamaswap.record.compare import compare
+
+    real = _log([("a", 0, 1, 2), ("b", 0.1, 2, 3), ("c", 0.2, 3, 4)], ["m", "n"])
+    sim = _log([("a", 0, 1, 2.2), ("c", 0.2, 2, 3.2), ("b", 0.1, 3, 4.2)], ["m"])
+    verdict = compare(real, sim)
+    assert verdict["grant_order"]["first_divergence"]["index"] == 1
+    assert verdict["loads"]["count"] == {"real": 2, "sim": 1}
+    assert verdict["latency"]["p50"]["rel_error"] > 0
