@@ -80,6 +80,11 @@ class ProcessMachine:
         self._health_deadline: TimerHandle | None = None
         self._ttl_timer: TimerHandle | None = None
 
+    @property
+    def restart_pending(self) -> bool:
+        """True while stopping with a start queued behind the stop (``ensure_ready`` while stopping)."""
+        return self._restart_after_stop
+
     # ------------------------------------------------------------------ requests from the router
 
     def ensure_ready(self) -> None:

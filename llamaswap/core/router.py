@@ -303,7 +303,9 @@ class Router:
                     self._finish(op, None)
                 elif error is not None:
                     self._finish(op, error)
-                elif state in _DOWN:
+                elif state in _DOWN and not self.processes[model].restart_pending:
+                    # A stop that ends with a queued restart (ensure_ready while stopping, e.g. a
+                    # request racing a TTL unload) is not the end of this load: keep waiting.
                     self._finish(op, f"process {state.value} before it became ready")
         if state in _DOWN:
             for token in list(self._unloads):
