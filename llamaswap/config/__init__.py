@@ -1,0 +1,90 @@
+"""Reads llama-swap's ``config.yaml`` dialect into validated, typed settings.
+
+Pipeline (reference §1.1): sources (``--config`` file, then ``--config-dir`` files sorted by name) ->
+``${env.NAME}`` at string level -> strict YAML -> merge -> macros and ``${PORT}`` -> validation.
+
+Deliberate differences from llama-swap, each chosen so a config is never silently misread:
+
+* ``routing.scheduler.use`` defaults to ``serial`` (strict arrival order, one model resident), not
+  llama-swap's ``fifo``; valid names come from ``llamaswap.core.policies.scheduler_names()``.
+* ``routing.scheduler.settings.fifo.priority`` keys may be aliases and are stored by real model id
+  (llama-swap accepts alias keys but then ignores them: quirk 14).
+* Keys this project does not implement (matrix, peers, selectors, profiles, ...) and unknown keys
+  are ignored with one warning each in ``Config.warnings``; ``routing.router.use: matrix`` is an error.
+* Group members and fifo priorities naming no model are dropped with a warning (llama-swap's own
+  example config has such illustrative names).
+* Duplicate YAML keys are errors (as in Go's yaml.v3); YAML dates stay strings.
+* A macro that uses a macro declared after it is an error at its definition.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from llamaswap.config.model import Config, ConfigError, ModelConfig
+from llamaswap.config.parse import build_config, split_command, strip_comment_lines
+from llamaswap.config.sources import (
+    merge_sources,
+    normalize,
+    read_source,
+    source_files,
+    substitute_env_tree,
+)
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ModelConfig",
+    "load_config",
+    "parse_config",
+    "split_command",
+    "strip_comment_lines",
+]
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    *,
+    source: str = "<config>",
+    require_cmd: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Validate an already-parsed config mapping (e.g. a simulator scenario's routing section).
+
+    ``${env.NAME}`` in string values is substituted from ``env`` (falling back to ``os.environ``).
+    With ``require_cmd=False`` models may omit ``cmd`` (the simulator has no processes to start).
+    """
+    try:
+        tree = normalize(data, source)
+        tree = substitute_env_tree(tree, source, env)
+        return build_config(tree, source=source, require_cmd=require_cmd)
+    except ConfigError:
+        raise
+    except RecursionError:
+        raise ConfigError(f"{source}: config nested too deeply") from None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    config_dir: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    require_cmd: bool = True,
+) -> Config:
+    """Load, merge and validate config file and/or directory (``env`` overrides ``os.environ``)."""
+    files = source_files(path, config_dir)
+    parsed = []
+    for f in files:
+        data = read_source(f, env)
+        if data is not None:
+            parsed.append((str(f), data))
+    merged = merge_sources(parsed)
+    source = ", ".join(str(f) for f in files)
+    try:
+        return build_config(
+            merged, source=source, require_cmd=require_cmd, sources=tuple(str(f) for f in files)
+        )
+    except RecursionError:
+        raise ConfigError(f"{source}: config nested too deeply") from None

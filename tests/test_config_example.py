@@ -1,0 +1,87 @@
+"""llama-swap's own example config, read in place, must load with warnings only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llamaswap.config import load_config
+
+EXAMPLE_NAME = "reference/llama-swap-config.example.yaml"
+CANDIDATES = [Path(__file__).resolve().parents[2] / "shared", Path("/work/shared")]
+ENV = {
+    "HOME": "/home/op",
+    "API_KEY_1": "sk-one",
+    "API_KEY_2": "sk-two",
+    "OPENROUTER_API_KEY": "sk-or",
+}
+
+
+def _example() -> Path:
+    for base in CANDIDATES:
+        if (base / EXAMPLE_NAME).is_file():
+            return base / EXAMPLE_NAME
+    pytest.skip(
+        f"{EXAMPLE_NAME} not found beside the checkout or in /work/shared (CI without ../shared)"
+    )
+
+
+def test_example_config_loads_with_warnings_only() -> None:
+    cfg = load_config(_example(), env=ENV)
+    assert set(cfg.models) == {"gpt-oss-120b", "docker-llama"}
+    gpt = cfg.models["gpt-oss-120b"]
+    # macros: model-local default_ctx overrides the global; latest-llama carries ${PORT}.
+    assert gpt.cmd == (
+        "/path/to/llama-server/llama-server-ec9e0301",
+        "--port",
+        "10002",
+        "--model",
+        "path/to/gpt-oss-120B.gguf",
+        "--ctx-size",
+        "16384",
+        "--temperature",
+        "0.7",
+    )
+    assert gpt.port == 10002
+    assert gpt.proxy == "http://127.0.0.1:8999"
+    assert gpt.metadata["port"] == 10002 and gpt.metadata["temperature"] == 0.7
+    assert gpt.metadata["an_obj"]["c"] == [0.7, False, "model: gpt-oss-120b"]
+    assert gpt.strip_params == ("temperature", "top_k", "top_p")
+    assert gpt.aliases == ("gpt-4o-mini",)
+    assert gpt.send_loading_state is False and gpt.ttl == 60
+    docker = cfg.models["docker-llama"]
+    assert docker.port == 10001 and docker.proxy == "http://127.0.0.1:10001"
+    assert docker.cmd_stop == "docker stop docker-llama"
+    assert docker.send_loading_state is True
+    assert cfg.api_keys == (
+        "sk-hunter2",
+        "sk-gyCPiKUcIfPlaM4OSMZekkprgijPx6+OsmQs8Rsg0xZ9qpy6gKWsIKqHOk+cgXVx",
+        "sk-one",
+        "sk-two",
+    )
+    assert cfg.health_check_timeout == 500 and cfg.start_port == 10001
+    assert cfg.scheduler == "fifo"
+    joined = "\n".join(cfg.warnings)
+    for key in (
+        "peers",
+        "selectors",
+        "profiles",
+        "ui",
+        "performance",
+        "upstream",
+        "captureBuffer",
+        "logToStdout",
+        "logTimeFormat",
+        "metricsMaxInMemory",
+        "routing.router.settings.matrix",
+        "models.gpt-oss-120b.timeouts",
+        "models.gpt-oss-120b.compat",
+        "models.gpt-oss-120b.capabilities",
+        "models.gpt-oss-120b.filters.setParamsByID",
+    ):
+        assert sum(w.startswith(key + ":") for w in cfg.warnings) == 1, key
+    assert "models.unlisted-model.proxy" in joined
+    assert len(cfg.warnings) == len(set(cfg.warnings))
+    spec = cfg.routing_spec()
+    assert set(spec.models) == {"gpt-oss-120b", "docker-llama"}
