@@ -27,6 +27,7 @@ from llamaswap.core import (
 from llamaswap.core.clock import TimerHandle
 from llamaswap.core.observe import Observation
 from llamaswap.core.process import ProcessMachine, ProcessState
+from llamaswap.core.router import SchedulerFactory
 
 
 @dataclass
@@ -103,10 +104,12 @@ class RecordingHost:
 class Harness:
     """A router on a manual clock with a recording host, plus verbs for tests."""
 
-    def __init__(self, spec: RoutingSpec) -> None:
+    def __init__(
+        self, spec: RoutingSpec, scheduler_factory: SchedulerFactory | None = None
+    ) -> None:
         self.host = RecordingHost()
         self.clock = ManualClock()
-        self.router = Router(spec, self.host, self.clock)
+        self.router = Router(spec, self.host, self.clock, scheduler_factory)
         self.clock.sink = self.router.handle
         self._requests: dict[Hashable, Request] = {}
         self.finished: set[Hashable] = set()

@@ -101,7 +101,10 @@ class FifoScheduler:
                 self._fail(request, unloaded(request.model))
             else:
                 kept.append(request)
+        removed = len(kept) != len(self._queue)
         self._queue = kept
+        if removed:
+            self._effects.queue_changed(self._queue)
         self._effects.stop_processes(sorted(targets), token)
         self._drain()
 

@@ -63,6 +63,14 @@ class _SwapOp:
     finished: bool = False
 
 
+@dataclass(eq=False)
+class _UnloadOp:
+    """An unload waiting for its processes to stop. Hosts may reuse tokens: each op is answered."""
+
+    token: Hashable
+    pending: set[str]
+
+
 @dataclass
 class _ShutdownOp:
     pending: set[str] = field(default_factory=set)
@@ -96,7 +104,7 @@ class Router:
         self._pending: deque[Event] = deque()
         self._busy = False
         self._swaps: dict[str, _SwapOp] = {}
-        self._unloads: dict[Hashable, set[str]] = {}
+        self._unloads: list[_UnloadOp] = []
         self._serving: dict[Request, str] = {}
         self._shutdown: _ShutdownOp | None = None
         self.events_handled = 0
@@ -253,10 +261,11 @@ class Router:
             op = self._swaps.pop(model, None)
             if op is not None:
                 op.finished = True  # the scheduler already failed its waiters
-        self._unloads[token] = set(targets)
+        unload = _UnloadOp(token, set(targets))
+        self._unloads.append(unload)
         for model in sorted(targets):
             self.processes[model].stop(self.spec.models[model].unload_timeout, "unload requested")
-        self._check_unload(token)
+        self._check_unload(unload)
 
     def queue_changed(self, queue: Sequence[Request]) -> None:
         self._host.queue_changed(queue)
@@ -308,9 +317,9 @@ class Router:
                     # request racing a TTL unload) is not the end of this load: keep waiting.
                     self._finish(op, f"process {state.value} before it became ready")
         if state in _DOWN:
-            for token in list(self._unloads):
-                self._unloads[token].discard(model)
-                self._check_unload(token)
+            for unload in list(self._unloads):
+                unload.pending.discard(model)
+                self._check_unload(unload)
         if self._shutdown is not None and state is ProcessState.SHUTDOWN:
             self._shutdown.pending.discard(model)
             self._maybe_shutdown_complete()
@@ -341,11 +350,10 @@ class Router:
             del self._swaps[op.model]
         self._pending.append(SwapDone(op.model, error))
 
-    def _check_unload(self, token: Hashable) -> None:
-        pending = self._unloads.get(token)
-        if pending is not None and not pending:
-            del self._unloads[token]
-            self._pending.append(StopCompleted(token))
+    def _check_unload(self, op: _UnloadOp) -> None:
+        if not op.pending and op in self._unloads:
+            self._unloads.remove(op)
+            self._pending.append(StopCompleted(op.token))
 
     def _maybe_shutdown_complete(self) -> None:
         op = self._shutdown
