@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from llamaswap.core.batch_aging import BatchAgingScheduler
 from llamaswap.core.fifo import FifoScheduler
 from llamaswap.core.serial import SerialScheduler
 from llamaswap.core.spec import RoutingSpec
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 SCHEDULERS: dict[str, Any] = {
     "serial": SerialScheduler,
     "fifo": FifoScheduler,
+    "batch-aging": BatchAgingScheduler,
 }
 
 

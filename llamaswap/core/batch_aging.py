@@ -1,0 +1,465 @@
+"""``batch-aging``: fifo's same-model batching, with a starvation bound and cost-aware model choice.
+
+``fifo`` serves every request for the resident model at once, so a model with steady traffic never
+goes idle and the other models' requests wait without bound; ``serial`` never starves anybody but
+pays a load for every model change. This policy keeps fifo's batching and adds four rules
+(llama-swap #612, #611, #727, #834):
+
+* **Starvation bound** (``maxWait``): once a queued request has waited ``maxWait`` seconds its model
+  becomes *urgent*: the models its load would evict stop taking new requests (they drain), and
+  nothing else may start a load that would delay it. Urgent models go in order of their oldest request.
+* **Minimum residency** (``minResident``): a model loaded less than ``minResident`` seconds ago is
+  not drained or evicted while it still has work, so an overloaded system cannot thrash.
+* **Cost-aware choice** of the next model among those waiting, by the batch's *response ratio*
+  ``(sum of waits + q * service) / (load cost + q * service)``: highest-response-ratio-next applied
+  to whole batches. More demand and longer waits raise a model's claim; a dear load lowers it. The
+  load cost is the observed ``start_swap`` to ``on_swap_done`` time (or ``loadCost``).
+* **Priority** as in fifo: a higher ``priority`` goes first among models that are not urgent.
+
+Load cancellation: a load nobody waits for any more is aborted when another model has queued
+work, and allowed to finish otherwise. Every timer goes through ``Effects.call_at``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from llamaswap.core.admission import Admission, load_failed, shutting_down, unloaded
+from llamaswap.core.clock import TimerHandle
+from llamaswap.core.errors import RequestError
+from llamaswap.core.process import ProcessState
+from llamaswap.core.request import Request
+from llamaswap.core.scheduler import Effects
+from llamaswap.core.spec import RoutingSpec
+from llamaswap.core.swapper import Swapper
+
+NAME = "batch-aging"
+DEFAULTS: Mapping[str, float] = {
+    "maxWait": 60.0,
+    "minResident": 10.0,
+    "defaultLoadCost": 10.0,
+    "defaultServiceTime": 1.0,
+}
+_EWMA = 0.3
+"""Weight of the newest observation in the load-time and service-time estimates."""
+
+
+@dataclass(frozen=True)
+class BatchAgingSettings:
+    """Validated ``routing.scheduler.settings.batch-aging``."""
+
+    max_wait: float = DEFAULTS["maxWait"]
+    min_resident: float = DEFAULTS["minResident"]
+    default_load_cost: float = DEFAULTS["defaultLoadCost"]
+    default_service_time: float = DEFAULTS["defaultServiceTime"]
+    priority: Mapping[str, int] = field(default_factory=dict)
+    load_cost: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], models: Sequence[str]) -> BatchAgingSettings:
+        """Check every key; errors name ``routing.scheduler.settings.batch-aging.<key>`` and say why."""
+        where = f"routing.scheduler.settings.{NAME}"
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"{where}: must be a mapping, got {type(raw).__name__}")
+        known = {*DEFAULTS, "priority", "loadCost"}
+        for key in raw:
+            if key not in known:
+                raise ValueError(
+                    f"{where}.{key}: unknown setting; valid: {', '.join(sorted(known))}"
+                )
+
+        def seconds(key: str, *, positive: bool) -> float:
+            value = raw.get(key, DEFAULTS[key])
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{where}.{key}: must be a number of seconds, got {value!r}")
+            number = float(value)
+            if not math.isfinite(number) or number < 0 or (positive and number == 0):
+                need = "> 0" if positive else ">= 0"
+                raise ValueError(f"{where}.{key}: must be a finite number {need}, got {value!r}")
+            return number
+
+        def per_model(key: str) -> Mapping[str, Any]:
+            value = raw.get(key, {}) or {}
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{where}.{key}: must map model ids to values, got {value!r}")
+            for model in value:
+                if str(model) not in models:
+                    raise ValueError(f"{where}.{key}.{model}: no such model is configured")
+            return value
+
+        priority: dict[str, int] = {}
+        for model, value in per_model("priority").items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{where}.priority.{model}: must be an integer, got {value!r}")
+            priority[str(model)] = value
+        load_cost: dict[str, float] = {}
+        for model, value in per_model("loadCost").items():
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ValueError(
+                    f"{where}.loadCost.{model}: must be a finite number of seconds >= 0, got {value!r}"
+                )
+            load_cost[str(model)] = float(value)
+        return cls(
+            max_wait=seconds("maxWait", positive=True),
+            min_resident=seconds("minResident", positive=False),
+            default_load_cost=seconds("defaultLoadCost", positive=False),
+            default_service_time=seconds("defaultServiceTime", positive=True),
+            priority=priority,
+            load_cost=load_cost,
+        )
+
+
+@dataclass
+class _Swap:
+    evict: tuple[str, ...]
+    started: float
+    waiters: list[Request] = field(default_factory=list)
+    aborted: bool = False
+
+
+class BatchAgingScheduler:
+    name = NAME
+
+    def __init__(self, spec: RoutingSpec, effects: Effects, swapper: Swapper) -> None:
+        self.settings = BatchAgingSettings.parse(spec.settings_for(NAME), list(spec.models))
+        self._effects = effects
+        self._swapper = swapper
+        self._admission = Admission(spec.models)
+        self._queues: dict[str, deque[Request]] = {}
+        """Waiting requests per model (not yet joined to a swap), oldest first."""
+        self._arrival_sum: dict[str, float] = {}
+        self._active: dict[str, _Swap] = {}
+        self._in_flight: Counter[str] = Counter()
+        self._granted: dict[Request, float] = {}
+        self._resident_since: dict[str, float] = {}
+        self._load_estimate: dict[str, float] = {}
+        self._service_estimate: dict[str, float] = {}
+        self._timer: TimerHandle | None = None
+        self._timer_when = math.inf
+        self._timer_seq = 0
+        self._stopped = False
+
+    # ------------------------------------------------------------------ events
+
+    def on_request(self, request: Request) -> None:
+        refusal = self._admission.try_admit(request.model)
+        if refusal is not None:
+            self._effects.grant_error(request, refusal)
+            return
+        queue = self._queues.setdefault(request.model, deque())
+        queue.append(request)
+        self._arrival_sum[request.model] = (
+            self._arrival_sum.get(request.model, 0.0) + request.arrival
+        )
+        if not self._pump():
+            queue = self._queues.get(request.model, deque())
+            if queue and queue[-1] is request:
+                self._publish_queue()
+
+    def on_cancel(self, request: Request) -> None:
+        queue = self._queues.get(request.model)
+        if queue is not None and request in queue:
+            queue.remove(request)
+            self._forget(request)
+            self._admission.release(request.model)
+            self._pump()
+            self._publish_queue()
+            return
+        swap = self._active.get(request.model)
+        if swap is not None and request in swap.waiters:
+            swap.waiters.remove(request)
+            self._admission.release(request.model)
+            self._pump()
+
+    def on_swap_done(self, model: str, error: str | None) -> None:
+        swap = self._active.pop(model, None)
+        if swap is not None:
+            now = self._effects.now()
+            if error is None:
+                self._observe(self._load_estimate, model, now - swap.started)
+                self._resident_since[model] = now
+            for waiter in swap.waiters:
+                if error is None:
+                    self._grant(waiter)
+                else:
+                    self._fail(waiter, load_failed(model, error))
+        self._pump()
+
+    def on_serve_done(self, request: Request) -> None:
+        granted_at = self._granted.pop(request, None)
+        if granted_at is None:
+            return
+        model = request.model
+        self._observe(self._service_estimate, model, self._effects.now() - granted_at)
+        self._in_flight[model] -= 1
+        if self._in_flight[model] <= 0:
+            del self._in_flight[model]
+        self._admission.release(model)
+        self._pump()
+
+    def on_unload(self, models: Sequence[str], token: Hashable) -> None:
+        for model in sorted(set(models)):
+            swap = self._active.pop(model, None)
+            if swap is not None:
+                for waiter in swap.waiters:
+                    self._fail(waiter, unloaded(model))
+            for request in self._queues.pop(model, ()):
+                self._fail(request, unloaded(model))
+            self._arrival_sum.pop(model, None)
+            self._resident_since.pop(model, None)
+        self._effects.stop_processes(sorted(set(models)), token)
+        self._pump()
+        self._publish_queue()
+
+    def on_shutdown(self) -> None:
+        self._stopped = True
+        self._cancel_timer()
+        for model in sorted(self._active):
+            for waiter in self._active[model].waiters:
+                self._fail(waiter, shutting_down())
+        self._active.clear()
+        for model in sorted(self._queues):
+            for request in self._queues[model]:
+                self._fail(request, shutting_down())
+        self._queues.clear()
+        self._arrival_sum.clear()
+        self._effects.queue_changed([])
+
+    def on_timer(self, key: Hashable) -> None:
+        if key != ("wake", self._timer_seq):
+            return  # superseded by a later reschedule
+        self._timer = None
+        self._timer_when = math.inf
+        if self._pump():
+            self._publish_queue()
+
+    def snapshot(self) -> Mapping[str, object]:
+        now = self._effects.now()
+        return {
+            "queued": sum(len(q) for q in self._queues.values()),
+            "swapping": sorted(self._active),
+            "in_flight": dict(self._in_flight),
+            "reserved": dict(self._admission.reserved),
+            "urgent": self._urgent(now),
+            "load_estimate": {m: self.load_cost(m) for m in sorted(self._load_estimate)},
+        }
+
+    # ------------------------------------------------------------------ estimates and ranking
+
+    def load_cost(self, model: str) -> float:
+        """Seconds a load of ``model`` is expected to take: override, observation, or default."""
+        if model in self.settings.load_cost:
+            return self.settings.load_cost[model]
+        if model in self._load_estimate:
+            return self._load_estimate[model]
+        if self._load_estimate:
+            return sum(self._load_estimate.values()) / len(self._load_estimate)
+        return self.settings.default_load_cost
+
+    def service_time(self, model: str) -> float:
+        if model in self._service_estimate:
+            return self._service_estimate[model]
+        if self._service_estimate:
+            return sum(self._service_estimate.values()) / len(self._service_estimate)
+        return self.settings.default_service_time
+
+    def response_ratio(self, model: str, now: float, present: set[str]) -> float:
+        """The batch's (waiting + service) / (load + service): highest-response-ratio-next."""
+        queue = self._queues.get(model)
+        if not queue:
+            return 0.0
+        waited = len(queue) * now - self._arrival_sum.get(model, 0.0)
+        work = len(queue) * self.service_time(model)
+        resident = self._effects.model_state(model) is ProcessState.READY and not self._eviction(
+            model, present
+        )
+        load = 0.0 if resident else self.load_cost(model)
+        return (max(waited, 0.0) + work) / (load + work)
+
+    def _eviction(self, model: str, present: set[str]) -> tuple[str, ...]:
+        """Models to stop before ``model`` may load, given what runs or loads (``present``)."""
+        return tuple(self._swapper.eviction_for(model, sorted(present - {model})))
+
+    def _urgent(self, now: float) -> list[str]:
+        """Waiting models whose oldest request has waited ``maxWait``, oldest first."""
+        due = [
+            (queue[0].arrival, model)
+            for model, queue in self._queues.items()
+            if queue and now - queue[0].arrival >= self.settings.max_wait
+        ]
+        return [model for _, model in sorted(due)]
+
+    def _ranked(self, now: float, present: set[str]) -> list[str]:
+        """Urgent models first (oldest first), then by priority, response ratio and age."""
+        urgent = self._urgent(now)
+        rest = [m for m, q in self._queues.items() if q and m not in urgent]
+        rest.sort(
+            key=lambda m: (
+                -self.settings.priority.get(m, 0),
+                -self.response_ratio(m, now, present),
+                self._queues[m][0].arrival,
+                m,
+            )
+        )
+        return urgent + rest
+
+    def _protected(self, model: str, now: float) -> bool:
+        """Minimum residency: loaded recently and still has work, so it may not be drained."""
+        since = self._resident_since.get(model)
+        if since is None or now - since >= self.settings.min_resident:
+            return False
+        if self._effects.model_state(model) is not ProcessState.READY:
+            return False
+        return self._in_flight[model] > 0 or bool(self._queues.get(model))
+
+    # ------------------------------------------------------------------ decisions
+
+    def _pump(self) -> bool:
+        """Serve, join or start a load for every waiting model that may go now.
+
+        Returns True when the waiting line changed (and was published).
+        """
+        if self._stopped:
+            return False
+        now = self._effects.now()
+        present = set(self._effects.running_models()) | set(self._active)
+        ranked = self._ranked(now, present)
+        head: str | None = None
+        blocked: set[str] = set()
+        for model in self._urgent(now):
+            if model not in self._active:
+                head = model
+                blocked = {m for m in self._eviction(model, present) if not self._protected(m, now)}
+                break
+        changed = False
+        for model in ranked:
+            if not self._queues.get(model):
+                continue
+            if model != head and model in blocked:
+                continue
+            swap = self._active.get(model)
+            if swap is not None:
+                if not swap.aborted:  # else a fresh load starts once the aborted one settled
+                    swap.waiters.extend(self._take(model))
+                    changed = True
+                continue
+            evict = self._eviction(model, present)
+            if self._collides(model, evict):
+                continue
+            if self._effects.model_state(model) is ProcessState.READY and not evict:
+                for request in self._take(model):
+                    self._grant(request)
+                changed = True
+                continue
+            if head is not None and model != head and self._delays(model, head, evict, present):
+                continue
+            if any(self._in_flight[m] > 0 or self._protected(m, now) for m in evict):
+                continue
+            self._active[model] = _Swap(evict, now, self._take(model))
+            present.add(model)
+            changed = True
+            self._swapper.on_swap_start(model, evict)
+            self._effects.start_swap(model, evict)
+        self._abandon_unwanted_loads()
+        self._reschedule(now)
+        if changed:
+            self._publish_queue()
+        return changed
+
+    def _delays(self, model: str, head: str, evict: tuple[str, ...], present: set[str]) -> bool:
+        """Would loading ``model`` now push back the urgent ``head``?"""
+        others = (present | {model}) - {head}
+        head_evicts = set(self._swapper.eviction_for(head, sorted(others)))
+        return model in head_evicts or bool(head_evicts.intersection(evict))
+
+    def _collides(self, target: str, evict: tuple[str, ...]) -> bool:
+        evict_set = set(evict)
+        for other, swap in self._active.items():
+            if other == target:
+                continue
+            if other in evict_set or target in swap.evict or evict_set.intersection(swap.evict):
+                return True
+        return False
+
+    def _abandon_unwanted_loads(self) -> None:
+        """Load cancellation: nobody waits for a load and another model has queued work."""
+        for model, swap in sorted(self._active.items()):
+            if swap.waiters or swap.aborted:
+                continue
+            if any(q for m, q in self._queues.items() if m != model):
+                swap.aborted = True
+                self._effects.cancel_swap(model)
+
+    def _reschedule(self, now: float) -> None:
+        """One timer at the next moment a rule changes its verdict: a max wait or a residency ends."""
+        when = math.inf
+        for queue in self._queues.values():
+            if queue:
+                due = queue[0].arrival + self.settings.max_wait
+                if due > now:
+                    when = min(when, due)
+        for model, since in self._resident_since.items():
+            end = since + self.settings.min_resident
+            if end > now and self._protected(model, now):
+                when = min(when, end)
+        if when == self._timer_when:
+            return
+        self._cancel_timer()
+        if when < math.inf:
+            self._timer_seq += 1
+            self._timer_when = when
+            self._timer = self._effects.call_at(when, ("wake", self._timer_seq))
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_when = math.inf
+
+    # ------------------------------------------------------------------ bookkeeping and answers
+
+    def _take(self, model: str) -> list[Request]:
+        queue = self._queues.pop(model, deque())
+        self._arrival_sum.pop(model, None)
+        return list(queue)
+
+    def _forget(self, request: Request) -> None:
+        self._arrival_sum[request.model] = (
+            self._arrival_sum.get(request.model, 0.0) - request.arrival
+        )
+        if not self._queues.get(request.model):
+            self._queues.pop(request.model, None)
+            self._arrival_sum.pop(request.model, None)
+
+    def _publish_queue(self) -> None:
+        now = self._effects.now()
+        present = set(self._effects.running_models()) | set(self._active)
+        line: list[Request] = []
+        for model in self._ranked(now, present):
+            line.extend(self._queues[model])
+        self._effects.queue_changed(line)
+
+    @staticmethod
+    def _observe(estimates: dict[str, float], model: str, seconds: float) -> None:
+        old = estimates.get(model)
+        estimates[model] = seconds if old is None else (1 - _EWMA) * old + _EWMA * seconds
+
+    def _grant(self, request: Request) -> None:
+        if self._effects.grant_serve(request):
+            self._in_flight[request.model] += 1
+            self._granted[request] = self._effects.now()
+        else:
+            self._admission.release(request.model)
+
+    def _fail(self, request: Request, error: RequestError) -> None:
+        self._admission.release(request.model)
+        self._effects.grant_error(request, error)
