@@ -31,6 +31,8 @@ class SerialScheduler:
         self._queue: deque[Request] = deque()
         self._serving: Request | None = None
         self._swapping: str | None = None
+        self._abandoned: str | None = None
+        """The swap we cancelled ourselves: its error is not a load failure of the model."""
 
     # ------------------------------------------------------------------ events
 
@@ -52,10 +54,13 @@ class SerialScheduler:
         self._admission.release(request.model)
         if (
             self._swapping == request.model
-            and not any(r.model == request.model for r in self._queue)
             and self._queue
+            and self._queue[0].model != request.model
+            and self._abandoned is None
         ):
-            # Load cancellation: nobody waits for this load any more and others are waiting.
+            # Load cancellation: the new head needs another model, so this load could only be
+            # evicted again before anyone used it. Later requests for it load it in their turn.
+            self._abandoned = request.model
             self._effects.cancel_swap(request.model)
         self._effects.queue_changed(self._queue)
 
@@ -63,7 +68,8 @@ class SerialScheduler:
         if self._swapping != model:
             return
         self._swapping = None
-        if error is not None:
+        abandoned, self._abandoned = self._abandoned == model, None
+        if error is not None and not abandoned:
             # Fail the head and every queued request for this model: no N repeated doomed loads.
             failed = load_failed(model, error)
             kept: deque[Request] = deque()
@@ -94,6 +100,7 @@ class SerialScheduler:
         self._queue = kept
         if self._swapping in targets:
             self._swapping = None  # the router aborts it; its SwapDone is ignored above
+            self._abandoned = None
         self._effects.stop_processes(sorted(targets), token)
         self._effects.queue_changed(self._queue)
         self._pump()
@@ -103,6 +110,7 @@ class SerialScheduler:
             self._fail(request, shutting_down())
         self._queue.clear()
         self._swapping = None
+        self._abandoned = None
         self._effects.queue_changed(self._queue)
 
     def on_timer(self, key: Hashable) -> None:
