@@ -1,0 +1,434 @@
+"""The HTTP API (reference §2): routes, auth, CORS, and the request path through the core.
+
+Request path for a model-dispatched endpoint: read the body (413 past the limit) -> find the model
+(400 if missing or malformed, 404 if unknown) -> filters -> ``submit`` a ticket to the core -> wait
+(with the loading stream when ``sendLoadingState`` applies) -> relay to the upstream -> ``ServeDone``.
+A client that disconnects while waiting cancels its ticket (aiohttp handler cancellation), which
+sends ``RequestCancelled`` so no load is triggered for nobody.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from llamaswap.core.errors import RequestError
+from llamaswap.core.process import ProcessState
+from llamaswap.daemon.errors import error_response, request_error_response
+from llamaswap.daemon.extract import (
+    BadRequestError,
+    apply_filters,
+    extract,
+    replace_multipart_model,
+)
+from llamaswap.daemon.forward import relay, request_headers
+from llamaswap.daemon.loading import wait_with_loading_state
+from llamaswap.daemon.logs import LogMonitor
+
+if TYPE_CHECKING:
+    from llamaswap.daemon.server import Daemon
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+JSON_ROUTES = (
+    "/v1/chat/completions",
+    "/v1/responses",
+    "/v1/completions",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/v1/embeddings",
+    "/reranking",
+    "/rerank",
+    "/v1/rerank",
+    "/v1/reranking",
+    "/infill",
+    "/completion",
+    "/v1/audio/speech",
+    "/v1/images/generations",
+    "/sdapi/v1/txt2img",
+    "/sdapi/v1/img2img",
+)
+VERSIONLESS_ROUTES = (
+    "/v/chat/completions",
+    "/v/responses",
+    "/v/completions",
+    "/v/messages",
+    "/v/messages/count_tokens",
+    "/v/embeddings",
+    "/v/rerank",
+    "/v/reranking",
+)
+MULTIPART_ROUTES = ("/v1/audio/transcriptions", "/v1/images/edits")
+QUERY_ROUTES = ("/v1/audio/voices", "/sdapi/v1/loras", "/props")
+NO_AUTH = frozenset(("/health", "/wol-health"))
+_CORS_ALLOW_HEADERS = "Content-Type, Authorization, Accept, X-Requested-With"
+
+
+def _api_key(request: web.BaseRequest) -> str | None:
+    """The key a client presented: Basic password, then Bearer, then ``x-api-key``."""
+    auth = request.headers.get("Authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "basic" and value:
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[2]
+    if scheme.lower() == "bearer" and value:
+        return value.strip()
+    return request.headers.get("x-api-key")
+
+
+def key_ok(presented: str | None, keys: tuple[str, ...]) -> bool:
+    """Constant time in the key's content: every configured key is compared, no early exit."""
+    if presented is None:
+        return False
+    given = presented.encode("utf-8", "surrogateescape")
+    ok = False
+    for key in keys:
+        ok |= hmac.compare_digest(given, key.encode("utf-8"))
+    return ok
+
+
+def _sanitize_header_list(value: str) -> str:
+    tokens = [t.strip() for t in value.split(",")]
+    safe = [t for t in tokens if t and all(c.isalnum() or c in "-_" for c in t)]
+    return ", ".join(safe) or _CORS_ALLOW_HEADERS
+
+
+class Api:
+    """Route handlers bound to one daemon (its current runtime changes on reload)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    # ================================================================== middleware
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "OPTIONS":
+            requested = request.headers.get("Access-Control-Request-Headers")
+            return web.Response(
+                status=204,
+                headers={
+                    "Access-Control-Allow-Origin": "*",
+                    "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+                    "Access-Control-Allow-Headers": _sanitize_header_list(requested)
+                    if requested
+                    else _CORS_ALLOW_HEADERS,
+                    "Access-Control-Max-Age": "86400",
+                },
+            )
+        if self.daemon.draining and request.path not in NO_AUTH:
+            return error_response(
+                request, 503, "llamaswap is shutting down", headers={"Connection": "close"}
+            )
+        keys = self.daemon.runtime.config.api_keys
+        if keys and request.path not in NO_AUTH and not key_ok(_api_key(request), keys):
+            return error_response(
+                request,
+                401,
+                "unauthorized: invalid or missing API key",
+                headers={"WWW-Authenticate": 'Basic realm="llamaswap"'},
+            )
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return error_response(request, exc.status, exc.reason)
+        if "Origin" in request.headers and "Access-Control-Allow-Origin" not in response.headers:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
+
+    # ================================================================== model-dispatched
+
+    def model_handler(self, *, query_first: bool = False, strip_prefix: str = "") -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await self._dispatch(request, query_first, strip_prefix)
+
+        return handle
+
+    async def _dispatch(
+        self, request: web.Request, query_first: bool, strip_prefix: str
+    ) -> web.StreamResponse:
+        daemon = self.daemon
+        started = time.monotonic()
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            return error_response(request, 413, f"request body too large: {exc.text}")
+        content_type = request.headers.get("Content-Type", "")
+        try:
+            found = extract(content_type, body, request.query, query_first=query_first)
+        except BadRequestError as exc:
+            return error_response(request, 400, str(exc))
+        if not found.model:
+            return error_response(
+                request, 400, "no model could be identified: set 'model' in the body or ?model="
+            )
+        runtime = await daemon.current_runtime()
+        config = runtime.config
+        model_id = config.resolve(found.model)
+        if model_id is None:
+            return error_response(request, 404, f"model {found.model!r} is not configured")
+        model = config.models[model_id]
+        if found.json_body is not None:
+            if apply_filters(
+                found.json_body, model.use_model_name, model.strip_params, model.set_params
+            ):
+                body = json.dumps(found.json_body).encode()
+        elif model.use_model_name and content_type.lower().startswith("multipart/form-data"):
+            body = replace_multipart_model(content_type, body, model.use_model_name)
+        path = request.raw_path
+        if strip_prefix and path.startswith(strip_prefix):
+            path = path[len(strip_prefix) :]
+        url = model.proxy.rstrip("/") + path
+        loading = (
+            found.stream
+            and model.send_loading_state
+            and request.path.startswith("/v1/chat/completions")
+            and runtime.state(model_id) is not ProcessState.READY
+        )
+        return await self._serve(request, runtime, model_id, url, body, loading, started)
+
+    async def _serve(
+        self,
+        request: web.Request,
+        runtime: Any,
+        model_id: str,
+        url: str,
+        body: Any,
+        loading: bool,
+        started: float,
+    ) -> web.StreamResponse:
+        daemon = self.daemon
+        host = runtime.host
+        daemon.active += 1
+        ticket = host.submit(model_id)
+        status = 499
+        error_text: str | None = None
+        try:
+            prepared: web.StreamResponse | None = None
+            error: RequestError | None
+            if loading and not ticket.future.done():
+                prepared, error = await wait_with_loading_state(request, ticket, model_id)
+                if error is not None:
+                    status = 200
+                    return prepared
+            else:
+                error = await ticket.future
+            if error is not None:
+                refusal = request_error_response(request, error)
+                status = refusal.status
+                return refusal
+            headers = request_headers(request.headers)
+            response, error_text = await relay(
+                request, daemon.session, ticket, url, body, headers, prepared
+            )
+            status = 502 if error_text is not None else response.status
+            return response
+        finally:
+            host.release(ticket, error_text)
+            daemon.active -= 1
+            if not daemon.active:
+                daemon.idle.set()
+            daemon.metrics.request_done(model_id, status, time.monotonic() - started)
+            daemon.access(request, status, started)
+
+    # ================================================================== /upstream passthrough
+
+    async def upstream(self, request: web.Request) -> web.StreamResponse:
+        runtime = await self.daemon.current_runtime()
+        config = runtime.config
+        raw = request.raw_path[len("/upstream/") :]
+        raw_path, _, query = raw.partition("?")
+        segments = raw_path.split("/")
+        for i in range(len(segments), 0, -1):
+            name = unquote("/".join(segments[:i]))
+            model_id = config.resolve(name)
+            if model_id is None:
+                continue
+            if i == len(segments):
+                target = "/upstream/" + "/".join(segments) + "/" + (f"?{query}" if query else "")
+                if request.method in ("GET", "HEAD"):
+                    raise web.HTTPMovedPermanently(target)
+                raise web.HTTPPermanentRedirect(target)
+            rest = "/" + "/".join(segments[i:]) + (f"?{query}" if query else "")
+            model = config.models[model_id]
+            url = model.proxy.rstrip("/") + rest
+            body: Any = None
+            if request.can_read_body:
+                length = request.content_length
+                if length is not None and length <= 1 << 20:
+                    try:
+                        body = await request.read()
+                    except web.HTTPRequestEntityTooLarge as exc:
+                        return error_response(request, 413, f"request body too large: {exc.text}")
+                else:
+                    body = request.content.iter_any()
+            return await self._serve(request, runtime, model_id, url, body, False, time.monotonic())
+        return error_response(request, 404, "model not found")
+
+    # ================================================================== listing and state
+
+    async def models(self, request: web.Request) -> web.Response:
+        runtime = await self.daemon.current_runtime()
+        config = runtime.config
+        created = int(time.time())
+        data: list[dict[str, Any]] = []
+        aliases_of: dict[str, list[str]] = {}
+        for alias, real in sorted(config.aliases.items()):
+            aliases_of.setdefault(real, []).append(alias)
+        for model_id in sorted(config.models):
+            model = config.models[model_id]
+            if model.unlisted:
+                continue
+            state = runtime.state(model_id)
+            loaded = state is not None and state not in (
+                ProcessState.STOPPED,
+                ProcessState.SHUTDOWN,
+            )
+            record: dict[str, Any] = {
+                "id": model_id,
+                "object": "model",
+                "created": created,
+                "owned_by": "llamaswap",
+            }
+            if model.name:
+                record["name"] = model.name
+            if model.description:
+                record["description"] = model.description
+            meta = {
+                **dict(model.metadata),
+                "type": "model",
+                "aliases": aliases_of.get(model_id, []),
+            }
+            record["meta"] = {"llamaswap": meta}
+            record["status"] = {"value": "loaded" if loaded else "unloaded"}
+            data.append(record)
+            if config.include_aliases_in_list:
+                for alias in aliases_of.get(model_id, []):
+                    alias_record = {**record, "id": alias}
+                    alias_record["meta"] = {
+                        "llamaswap": {**dict(model.metadata), "type": "alias", "modelID": model_id}
+                    }
+                    data.append(alias_record)
+        data.sort(key=lambda r: r["id"])
+        response = web.json_response({"object": "list", "data": data})
+        origin = request.headers.get("Origin")
+        if origin:
+            response.headers["Access-Control-Allow-Origin"] = origin
+        return response
+
+    async def running(self, request: web.Request) -> web.Response:
+        runtime = await self.daemon.current_runtime()
+        return web.json_response({"running": runtime.running()})
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.Response(text="OK")
+
+    async def unload_all_get(self, request: web.Request) -> web.Response:
+        runtime = await self.daemon.current_runtime()
+        await runtime.host.unload(None)
+        return web.Response(text="OK")
+
+    async def unload_all(self, request: web.Request) -> web.Response:
+        runtime = await self.daemon.current_runtime()
+        await runtime.host.unload(None)
+        return web.json_response({"msg": "ok"})
+
+    async def unload_one(self, request: web.Request) -> web.Response:
+        runtime = await self.daemon.current_runtime()
+        name = request.match_info["model"]
+        model_id = runtime.config.resolve(name)
+        if model_id is None:
+            return error_response(request, 404, "model not found")
+        await runtime.host.unload((model_id,))
+        return web.Response(text="OK")
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        response = web.Response(body=self.daemon.metrics.render())
+        response.content_type = "text/plain"
+        response.charset = "utf-8"
+        response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+        return response
+
+    # ================================================================== logs
+
+    async def logs(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.daemon.logs.combined.history(), content_type="text/plain")
+
+    def _monitor(self, name: str) -> LogMonitor | None:
+        logs = self.daemon.logs
+        if name in ("", "proxy"):
+            return logs.proxy if name else logs.combined
+        if name == "upstream":
+            return logs.upstream
+        model_id = self.daemon.runtime.config.resolve(name)
+        if model_id is None:
+            return None
+        return logs.model(model_id)
+
+    async def logs_stream(self, request: web.Request) -> web.StreamResponse:
+        monitor = self._monitor(request.match_info.get("id", ""))
+        if monitor is None:
+            return error_response(
+                request, 400, "invalid logger. Use 'proxy', 'upstream' or a model's ID"
+            )
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/plain; charset=utf-8",
+                "X-Accel-Buffering": "no",
+                "X-Content-Type-Options": "nosniff",
+            }
+        )
+        await response.prepare(request)
+        queue = monitor.subscribe()
+        try:
+            if "no-history" not in request.query:
+                await response.write(monitor.history())
+            while True:
+                chunk = await queue.get()
+                if chunk is None:
+                    break
+                await response.write(chunk)
+        finally:
+            monitor.unsubscribe(queue)
+        await response.write_eof()
+        return response
+
+
+def build_app(daemon: Daemon, client_max_size: int) -> web.Application:
+    api = Api(daemon)
+    app = web.Application(client_max_size=client_max_size, middlewares=[api.middleware])
+    add = app.router.add_route
+    for path in JSON_ROUTES + MULTIPART_ROUTES:
+        add("POST", path, api.model_handler())
+    for path in VERSIONLESS_ROUTES:
+        add("POST", path, api.model_handler(strip_prefix="/v"))
+    add("POST", "/audioapi/v1/tasks/run", api.model_handler(strip_prefix="/audioapi"))
+    for path in QUERY_ROUTES:
+        add("GET", path, api.model_handler(query_first=True))
+    add("POST", "/v1/audio/voices", api.model_handler())
+    add("GET", "/v1/models", api.models)
+    add("GET", "/models", api.models)
+    add("GET", "/health", api.health)
+    add("GET", "/wol-health", api.health)
+    add("GET", "/running", api.running)
+    add("GET", "/unload", api.unload_all_get)
+    add("POST", "/api/models/unload", api.unload_all)
+    add("POST", "/api/models/unload/{model:.+}", api.unload_one)
+    add("GET", "/metrics", api.metrics)
+    add("GET", "/logs", api.logs)
+    add("GET", "/logs/stream", api.logs_stream)
+    add("GET", "/logs/stream/{id:.+}", api.logs_stream)
+    add("*", "/upstream/{tail:.*}", api.upstream)
+    return app

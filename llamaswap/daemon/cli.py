@@ -1,0 +1,143 @@
+"""``llamaswap serve``: run the daemon until SIGINT/SIGTERM; SIGHUP reloads the config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from llamaswap import __version__
+from llamaswap.config import Config, ConfigError, load_config
+from llamaswap.daemon.server import DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_BODY, Daemon
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` (all interfaces) or ``[v6]:PORT``."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise argparse.ArgumentTypeError(f"--listen: expected HOST:PORT, got {text!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port_text)
+
+
+def _configure_logging(level: str) -> None:
+    logger = logging.getLogger("llamaswap")
+    logger.setLevel(getattr(logging, level.upper(), logging.INFO) if level else logging.INFO)
+    if not any(
+        isinstance(h, logging.StreamHandler) and not hasattr(h, "monitor") for h in logger.handlers
+    ):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s"))
+        logger.addHandler(handler)
+
+
+def _loader(args: argparse.Namespace) -> Config:
+    config = load_config(args.config, args.config_dir)
+    if args.health_check_timeout is not None:
+        config = dataclasses.replace(config, health_check_timeout=args.health_check_timeout)
+    return config
+
+
+async def _serve(args: argparse.Namespace, config: Config) -> int:
+    host, port = args.listen
+    daemon = Daemon(
+        config,
+        loader=lambda: _loader(args),
+        max_body=args.max_body_mb * 1024 * 1024,
+        drain_timeout=args.drain_timeout,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(daemon.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    try:
+        await daemon.start(host, port)
+    except OSError as exc:
+        print(f"llamaswap: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        await daemon.stop()
+        return 1
+    if args.watch_config:
+        daemon.watch(
+            [Path(p) for p in config.sources if Path(p).is_file()],
+            Path(args.config_dir) if args.config_dir else None,
+        )
+    await stop.wait()
+    await daemon.stop()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.version:
+        print(f"llamaswap {__version__}")
+        return 0
+    if not args.config and not args.config_dir:
+        print("llamaswap serve: --config FILE or --config-dir DIR is required", file=sys.stderr)
+        return 1
+    try:
+        config = _loader(args)
+    except ConfigError as exc:
+        print(f"llamaswap: invalid config: {exc}", file=sys.stderr)
+        return 1
+    _configure_logging(config.log_level)
+    return asyncio.run(_serve(args, config))
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the model-swapping proxy",
+        description="Serve an OpenAI-compatible endpoint that starts and swaps upstream model servers.",
+    )
+    parser.add_argument("--config", help="llama-swap style config.yaml")
+    parser.add_argument("--config-dir", help="directory of *.yml/*.yaml merged after --config")
+    parser.add_argument(
+        "--listen",
+        type=parse_listen,
+        default=parse_listen(DEFAULT_LISTEN),
+        help=f"HOST:PORT to listen on (default {DEFAULT_LISTEN}; use 0.0.0.0:PORT to expose it)",
+    )
+    parser.add_argument(
+        "--watch-config", action="store_true", help="reload when the config changes"
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument(
+        "--max-body-mb",
+        type=int,
+        default=DEFAULT_MAX_BODY // (1024 * 1024),
+        help="request body limit (413 above)",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=_positive,
+        default=DEFAULT_DRAIN_TIMEOUT,
+        help="seconds to let in-flight requests finish on shutdown",
+    )
+    parser.add_argument(
+        "--health-check-timeout",
+        type=_positive,
+        default=None,
+        help="override healthCheckTimeout, below llama-swap's 15 s floor too (for tests)",
+    )
+    parser.set_defaults(func=run)

@@ -1,0 +1,397 @@
+"""``llamaswap fake-upstream``: a real HTTP server that behaves like llama-server, in time.
+
+Used by tests, demos and fidelity runs. Its timing comes from :class:`llamaswap.timing.TimingProfile`,
+the same model the simulator uses, so a workload has the same expected timing in both worlds:
+``/health`` answers 503 until the load time has passed, then 200; a generation takes
+``ttft_overhead + prompt_tokens/prefill_tps`` to the first token and ``1/decode_tps`` per token after.
+At most ``--parallel`` generations run at once (llama-server's slots); the rest wait.
+
+Fault knobs: ``--fail-start`` (exit 1 once the load time has passed, never healthy),
+``--crash-after N`` (the process dies abruptly during request N+1, after its first token),
+``--ignore-sigterm`` (only SIGKILL stops it).
+
+Besides the OpenAI endpoints, any other path answers a JSON echo of what it received (method, path,
+query, content type, body size), and ``GET /debug/last-request`` returns the last JSON body and
+headers seen: this lets tests check what the proxy actually forwarded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from llamaswap.timing import Distribution, TimingProfile
+
+_WORDS = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
+
+
+def prompt_tokens_of(body: dict[str, Any]) -> int:
+    """Rough token count of the prompt: about 4 characters per token, like most tokenizers."""
+    text = ""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, dict):
+                content = message.get("content")
+                text += content if isinstance(content, str) else json.dumps(content)
+    for key in ("prompt", "input"):
+        value = body.get(key)
+        if value is not None:
+            text += value if isinstance(value, str) else json.dumps(value)
+    return max(1, math.ceil(len(text) / 4))
+
+
+def output_tokens_of(body: dict[str, Any], default: int) -> int:
+    for key in ("max_tokens", "max_completion_tokens", "n_predict"):
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return default
+
+
+class FakeUpstream:
+    def __init__(
+        self,
+        model: str,
+        profile: TimingProfile,
+        *,
+        fail_start: bool = False,
+        crash_after: int | None = None,
+        quiet: bool = False,
+    ) -> None:
+        self.model = model
+        self.profile = profile
+        self.fail_start = fail_start
+        self.crash_after = crash_after
+        self.quiet = quiet
+        self.started = time.monotonic()
+        self.load_time = profile.load_time.value
+        self.served = 0
+        self.slots = asyncio.Semaphore(max(1, profile.parallel))
+        self.last_request: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            print(f"fake-upstream[{self.model}]: {message}", flush=True)
+
+    def loaded(self) -> bool:
+        return time.monotonic() - self.started >= self.load_time
+
+    def _count_request(self) -> bool:
+        """Count a generation; True when this one must crash the process."""
+        self.served += 1
+        return self.crash_after is not None and self.served > self.crash_after
+
+    def _crash(self) -> None:
+        print(f"fake-upstream[{self.model}]: crashing on purpose (--crash-after)", flush=True)
+        os._exit(3)
+
+    async def _json_body(self, request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            raise web.HTTPBadRequest(
+                text=json.dumps({"error": {"message": "invalid JSON body", "code": 400}}),
+                content_type="application/json",
+            ) from None
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(
+                text=json.dumps({"error": {"message": "body must be an object", "code": 400}}),
+                content_type="application/json",
+            )
+        self.last_request = {"path": request.path, "body": body, "headers": dict(request.headers)}
+        return body
+
+    # ------------------------------------------------------------------ routes
+
+    async def health(self, request: web.Request) -> web.Response:
+        if not self.loaded():
+            return web.json_response(
+                {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}},
+                status=503,
+            )
+        return web.json_response({"status": "ok"})
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"id": self.model, "object": "model", "owned_by": "fake-upstream"}],
+            }
+        )
+
+    async def last(self, request: web.Request) -> web.Response:
+        return web.json_response(self.last_request)
+
+    async def echo(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        return web.json_response(
+            {
+                "model": self.model,
+                "method": request.method,
+                "path": request.path,
+                "query": request.query_string,
+                "content_type": request.headers.get("Content-Type", ""),
+                "body_bytes": len(body),
+            }
+        )
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=True)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=False)
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = await self._json_body(request)
+        inputs = body.get("input", "")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        prompt = prompt_tokens_of(body)
+        async with self.slots:
+            if self._count_request():
+                self._crash()
+            await asyncio.sleep(self.profile.time_to_first_token(prompt))
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": [round(((i + 1) * (k + 3) % 17) / 17.0, 6) for k in range(8)],
+            }
+            for i, _ in enumerate(items)
+        ]
+        return web.json_response(
+            {
+                "object": "list",
+                "model": body.get("model", self.model),
+                "data": data,
+                "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+            }
+        )
+
+    async def _generate(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+        body = await self._json_body(request)
+        if not self.loaded():
+            return web.json_response(
+                {"error": {"code": 503, "message": "Loading model"}}, status=503
+            )
+        prompt = prompt_tokens_of(body)
+        output = output_tokens_of(body, self.profile.default_output_tokens)
+        stream = body.get("stream") is True
+        model = body.get("model", self.model)
+        self.log(f"{request.path} prompt={prompt} output={output} stream={stream}")
+        async with self.slots:
+            crash = self._count_request()
+            start = time.monotonic()
+            first = start + self.profile.time_to_first_token(prompt)
+            interval = self.profile.token_interval()
+            if stream:
+                return await self._stream(
+                    request, chat, model, prompt, output, first, interval, crash
+                )
+            if crash:
+                await asyncio.sleep(max(0.0, first - time.monotonic()))
+                self._crash()
+            end = first + output * interval
+            await asyncio.sleep(max(0.0, end - time.monotonic()))
+            text = "".join(_WORDS[i % len(_WORDS)] + " " for i in range(output))
+            usage = {
+                "prompt_tokens": prompt,
+                "completion_tokens": output,
+                "total_tokens": prompt + output,
+            }
+            if chat:
+                choice: dict[str, Any] = {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "length",
+                }
+            else:
+                choice = {"index": 0, "text": text, "finish_reason": "length"}
+            return web.json_response(
+                {
+                    "id": f"fake-{self.served}",
+                    "object": "chat.completion" if chat else "text_completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [choice],
+                    "usage": usage,
+                }
+            )
+
+    async def _stream(
+        self,
+        request: web.Request,
+        chat: bool,
+        model: str,
+        prompt: int,
+        output: int,
+        first: float,
+        interval: float,
+        crash: bool,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        ident = f"fake-{self.served}"
+        created = int(time.time())
+        kind = "chat.completion.chunk" if chat else "text_completion"
+        for i in range(output):
+            due = first + i * interval
+            delay = due - time.monotonic()
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            word = _WORDS[i % len(_WORDS)] + " "
+            if chat:
+                delta: dict[str, Any] = {"content": word}
+                if i == 0:
+                    delta["role"] = "assistant"
+                choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
+            else:
+                choice = {"index": 0, "text": word, "finish_reason": None}
+            event = {"id": ident, "object": kind, "created": created, "model": model}
+            event["choices"] = [choice]
+            await response.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+            if crash:
+                self._crash()
+        final: dict[str, Any] = {"id": ident, "object": kind, "created": created, "model": model}
+        final["choices"] = [
+            {"index": 0, "delta": {}, "finish_reason": "length"}
+            if chat
+            else {"index": 0, "text": "", "finish_reason": "length"}
+        ]
+        final["usage"] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": output,
+            "total_tokens": prompt + output,
+        }
+        await response.write(b"data: " + json.dumps(final).encode() + b"\n\ndata: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/models", self.models)
+        app.router.add_get("/debug/last-request", self.last)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/chat/completions", self.chat)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/completion", self.completions)
+        app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_route("*", "/{tail:.*}", self.echo)
+        return app
+
+
+async def _serve(args: argparse.Namespace, upstream: FakeUpstream) -> None:
+    runner = web.AppRunner(upstream.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port, reuse_address=True)
+    await site.start()
+    upstream.log(f"listening on http://{args.host}:{args.port}, loading for {args.load_time:g}s")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if not args.ignore_sigterm:
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    if args.fail_start:
+        await asyncio.sleep(args.load_time)
+        print(
+            f"fake-upstream[{args.model}]: error: failed to load model (--fail-start)", flush=True
+        )
+        os._exit(1)
+    await stop.wait()
+    upstream.log("stopping")
+    await runner.cleanup()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    profile = TimingProfile(
+        load_time=Distribution("constant", args.load_time),
+        parallel=args.parallel,
+        ttft_overhead=args.ttft_overhead,
+        prefill_tps=args.prefill_tps,
+        decode_tps=args.decode_tps,
+        default_output_tokens=args.default_output_tokens,
+    )
+    upstream = FakeUpstream(
+        args.model,
+        profile,
+        fail_start=args.fail_start,
+        crash_after=args.crash_after,
+        quiet=args.quiet,
+    )
+    asyncio.run(_serve(args, upstream))
+    return 0
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, required=True, help="TCP port to listen on")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--model", default="fake", help="model name it reports")
+    parser.add_argument(
+        "--load-time", type=_non_negative, default=2.0, help="seconds until healthy"
+    )
+    parser.add_argument("--prefill-tps", type=_positive, default=2000.0, help="prompt tokens/s")
+    parser.add_argument("--decode-tps", type=_positive, default=50.0, help="output tokens/s")
+    parser.add_argument("--ttft-overhead", type=_non_negative, default=0.0, help="fixed seconds")
+    parser.add_argument("--parallel", type=int, default=1, help="concurrent generations (slots)")
+    parser.add_argument(
+        "--default-output-tokens", type=int, default=128, help="output when max_tokens is absent"
+    )
+    parser.add_argument("--fail-start", action="store_true", help="exit 1 instead of loading")
+    parser.add_argument(
+        "--crash-after", type=int, default=None, metavar="N", help="die during request N+1"
+    )
+    parser.add_argument("--ignore-sigterm", action="store_true", help="only SIGKILL stops it")
+    parser.add_argument("--quiet", action="store_true", help="no per-request log lines")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "fake-upstream",
+        help="run a fake llama-server (for tests and demos)",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="llamaswap fake-upstream")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,342 @@
+"""Real upstream processes: spawn, health-check, stop and report (reference §3.2, §3.5-3.7).
+
+The core decides *when*; this module only does it and reports back through two callbacks:
+``on_ready(model, generation)`` and ``on_exited(model, generation, reason)``. The callbacks are
+invoked from this module's own tasks (never from inside ``Router.handle``).
+
+- Each upstream runs in its own session/process group, with ``PR_SET_PDEATHSIG(SIGKILL)`` so the
+  kernel kills it if the daemon dies; a :mod:`watchdog` process covers the rest of its group.
+- stdout/stderr are read in chunks (not lines: a model's progress bar may never end a line) into the
+  model's log monitor.
+- Health checks poll ``proxy + checkEndpoint`` from 5 ms, backing off by 1.5x to 20 ms: a model
+  that takes two minutes to load costs ~6000 cheap GETs, and a swap costs at most ~20 ms beyond the
+  upstream's own start (llama-swap polls once a second). The deadline is the core's business.
+- Commands are looked up on ``PATH``; a bare name that is not there but sits next to the daemon's
+  own Python (its virtualenv's ``bin``) is taken from there, so ``llamaswap fake-upstream`` in a
+  config works even when the venv is not activated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from llamaswap.daemon.logs import Logs
+
+log = logging.getLogger("llamaswap.processes")
+
+POLL_FIRST = 0.005
+POLL_MAX = 0.02
+POLL_ATTEMPT_TIMEOUT = 5.0
+PIPE_DRAIN_TIMEOUT = 2.0
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class UpstreamSpec:
+    """What it takes to run one model's server (from ``ModelConfig``)."""
+
+    model: str
+    cmd: tuple[str, ...]
+    proxy: str
+    cmd_stop: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+    health_url: str | None = None
+    """None: ready as soon as it is spawned (``checkEndpoint: none``)."""
+
+
+def _set_pdeathsig() -> None:  # pragma: no cover - runs in the forked child
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except OSError:
+        pass
+
+
+def resolve_command(argv: Sequence[str]) -> list[str]:
+    """argv with its program found on PATH, or beside the daemon's interpreter as a fallback."""
+    program = argv[0]
+    if os.sep in program or shutil.which(program):
+        return list(argv)
+    sibling = os.path.join(os.path.dirname(sys.executable), program)
+    if os.access(sibling, os.X_OK):
+        return [sibling, *argv[1:]]
+    return list(argv)
+
+
+class Watchdog:
+    """The daemon's side of :mod:`llamaswap.daemon.watchdog`."""
+
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "llamaswap.daemon.watchdog"],
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def _send(self, line: str) -> None:
+        stdin = self._proc.stdin
+        if stdin is None:
+            return
+        try:
+            stdin.write(line.encode() + b"\n")
+            stdin.flush()
+        except (BrokenPipeError, ValueError):
+            log.warning("watchdog is gone; orphan protection relies on PDEATHSIG only")
+
+    def add(self, pgid: int) -> None:
+        self._send(f"+{pgid}")
+
+    def remove(self, pgid: int) -> None:
+        self._send(f"-{pgid}")
+
+    def close(self) -> None:
+        """Clean exit: close the pipe (the watchdog kills what is left, normally nothing)."""
+        if self._proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            self._proc.kill()
+
+
+@dataclass
+class _Child:
+    model: str
+    generation: int
+    proc: asyncio.subprocess.Process | None = None
+    stop_requested: bool = False
+    kill_requested: bool = False
+    ready: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+class UpstreamProcesses:
+    def __init__(
+        self,
+        specs: Mapping[str, UpstreamSpec],
+        logs: Logs,
+        on_ready: Callable[[str, int], None],
+        on_exited: Callable[[str, int, str], None],
+        watchdog: Watchdog | None = None,
+    ) -> None:
+        self._specs = specs
+        self._logs = logs
+        self._on_ready = on_ready
+        self._on_exited = on_exited
+        self._watchdog = watchdog
+        self._children: dict[str, _Child] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ Host side (never blocks)
+
+    def spawn(self, model: str, generation: int) -> None:
+        child = _Child(model, generation)
+        self._children[model] = child
+        child.task = self._start_task(self._run(child))
+
+    def terminate(self, model: str, generation: int) -> None:
+        child = self._child(model, generation)
+        if child is None:
+            return
+        child.stop_requested = True
+        if child.proc is not None and child.proc.returncode is None:
+            self._start_task(self._stop(child))
+
+    def kill(self, model: str, generation: int) -> None:
+        child = self._child(model, generation)
+        if child is None:
+            return
+        child.kill_requested = True
+        if child.proc is not None:
+            self._signal(child.proc.pid, signal.SIGKILL)
+
+    def pid(self, model: str) -> int | None:
+        child = self._children.get(model)
+        if child is None or child.proc is None or child.proc.returncode is not None:
+            return None
+        return child.proc.pid
+
+    def pids(self) -> dict[str, int]:
+        return {m: pid for m in self._children if (pid := self.pid(m)) is not None}
+
+    async def aclose(self) -> None:
+        """Last resort at exit: SIGKILL whatever is still running and wait for the reports."""
+        for child in list(self._children.values()):
+            if child.proc is not None and child.proc.returncode is None:
+                self._signal(child.proc.pid, signal.SIGKILL)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=PIPE_DRAIN_TIMEOUT + 3)
+        if self._session is not None:
+            await self._session.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _child(self, model: str, generation: int) -> _Child | None:
+        child = self._children.get(model)
+        if child is None or child.generation != generation:
+            return None
+        return child
+
+    def _start_task(self, coro: object) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _session_get(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=POLL_ATTEMPT_TIMEOUT),
+                connector=aiohttp.TCPConnector(limit=0, force_close=False),
+            )
+        return self._session
+
+    @staticmethod
+    def _signal(pid: int, sig: signal.Signals) -> None:
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        except PermissionError:  # pragma: no cover
+            log.warning("not allowed to signal process group %s", pid)
+
+    async def _run(self, child: _Child) -> None:
+        spec = self._specs[child.model]
+        monitor = self._logs.model(child.model)
+        env = {**os.environ, **spec.env}
+        try:
+            argv = resolve_command(spec.cmd)
+            if not argv:
+                raise ValueError("empty cmd")
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_set_pdeathsig,
+            )
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            reason = f"failed to start command: {exc}"
+            monitor.write(f"llamaswap: {reason}\n".encode())
+            self._forget(child)
+            self._on_exited(child.model, child.generation, reason)
+            return
+        child.proc = proc
+        if self._watchdog is not None:
+            self._watchdog.add(proc.pid)
+        log.info("started %s (generation %d) pid %d", child.model, child.generation, proc.pid)
+        if child.kill_requested:
+            self._signal(proc.pid, signal.SIGKILL)
+        elif child.stop_requested:
+            self._start_task(self._stop(child))
+        pump = asyncio.get_running_loop().create_task(self._pump(proc, monitor))
+        health = asyncio.get_running_loop().create_task(self._health(child, spec))
+        code = await proc.wait()
+        health.cancel()
+        # Grandchildren may still hold the pipe: clean the group, then stop waiting for EOF.
+        self._signal(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(pump, PIPE_DRAIN_TIMEOUT)
+        with contextlib.suppress(asyncio.CancelledError):
+            await health
+        if self._watchdog is not None:
+            self._watchdog.remove(proc.pid)
+        reason = self._describe_exit(child, code)
+        log.info("%s (generation %d) exited: %s", child.model, child.generation, reason)
+        self._forget(child)
+        self._on_exited(child.model, child.generation, reason)
+
+    def _forget(self, child: _Child) -> None:
+        if self._children.get(child.model) is child:
+            del self._children[child.model]
+
+    @staticmethod
+    def _describe_exit(child: _Child, code: int) -> str:
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"code {code}"
+        if child.stop_requested or child.kill_requested:
+            return f"stopped ({how})"
+        if not child.ready:
+            return f"upstream command exited prematurely ({how})"
+        return f"exited unexpectedly ({how})"
+
+    @staticmethod
+    async def _pump(proc: asyncio.subprocess.Process, monitor: object) -> None:
+        stream = proc.stdout
+        if stream is None:
+            return
+        write = monitor.write  # type: ignore[attr-defined]
+        while True:
+            data = await stream.read(65536)
+            if not data:
+                return
+            write(data)
+
+    async def _health(self, child: _Child, spec: UpstreamSpec) -> None:
+        if spec.health_url is None:
+            child.ready = True
+            self._on_ready(child.model, child.generation)
+            return
+        session = self._session_get()
+        delay = POLL_FIRST
+        while not (child.stop_requested or child.kill_requested):
+            try:
+                async with session.get(spec.health_url) as response:
+                    await response.read()
+                    if response.status == 200:
+                        break
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                pass
+            await asyncio.sleep(delay)
+            delay = min(POLL_MAX, delay * 1.5)
+        else:
+            return
+        child.ready = True
+        self._on_ready(child.model, child.generation)
+
+    async def _stop(self, child: _Child) -> None:
+        proc = child.proc
+        if proc is None or proc.returncode is not None:
+            return
+        spec = self._specs[child.model]
+        if spec.cmd_stop:
+            try:
+                argv = shlex.split(spec.cmd_stop.replace("${PID}", str(proc.pid)))
+                if not argv:
+                    raise ValueError("empty cmdStop")
+                stopper = await asyncio.create_subprocess_exec(
+                    *resolve_command(argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **spec.env},
+                    start_new_session=True,
+                )
+                out, _ = await stopper.communicate()
+                self._logs.model(child.model).write(out)
+                return
+            except (OSError, ValueError, subprocess.SubprocessError) as exc:
+                log.warning("cmdStop of %s failed (%s); sending SIGTERM", child.model, exc)
+        self._signal(proc.pid, signal.SIGTERM)
