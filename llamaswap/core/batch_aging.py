@@ -46,6 +46,8 @@ DEFAULTS: Mapping[str, float] = {
 }
 _EWMA = 0.3
 """Weight of the newest observation in the load-time and service-time estimates."""
+_TINY = 1e-3
+"""Seconds: the floor of a batch's cost, so instant services do not divide by zero."""
 
 
 @dataclass(frozen=True)
@@ -283,7 +285,7 @@ class BatchAgingScheduler:
             model, present
         )
         load = 0.0 if resident else self.load_cost(model)
-        return (max(waited, 0.0) + work) / (load + work)
+        return (max(waited, 0.0) + work) / max(load + work, _TINY)
 
     def _eviction(self, model: str, present: set[str]) -> tuple[str, ...]:
         """Models to stop before ``model`` may load, given what runs or loads (``present``)."""

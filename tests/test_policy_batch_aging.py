@@ -1,0 +1,365 @@
+"""Scenario tests for ``batch-aging``, one rule each, driven by hand on a ManualClock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from recording_host import Harness
+
+from llamaswap.core import ErrorKind, ModelSpec, RoutingSpec
+from llamaswap.core.batch_aging import BatchAgingScheduler, BatchAgingSettings
+from llamaswap.core.observe import SwapStarted
+from llamaswap.core.policies import scheduler_names
+
+
+def harness(*models: str, limit: int = 100, **settings: Any) -> Harness:
+    spec = RoutingSpec(
+        models={m: ModelSpec(m, concurrency_limit=limit) for m in models},
+        scheduler="batch-aging",
+        scheduler_settings={"batch-aging": settings},
+    )
+    return Harness(spec)
+
+
+def loads(h: Harness) -> list[str]:
+    return [o.model for o in h.host.observations if isinstance(o, SwapStarted)]
+
+
+def ready_now(h: Harness, model: str) -> None:
+    """Let evicted processes exit, then report ``model`` ready."""
+    for other in h.router.processes:
+        if h.state(other) == "stopping":
+            h.exited(other)
+    h.ready(model)
+
+
+def scheduler(h: Harness) -> BatchAgingScheduler:
+    sched = h.router.scheduler
+    assert isinstance(sched, BatchAgingScheduler)
+    return sched
+
+
+def test_selectable_by_name() -> None:
+    assert "batch-aging" in scheduler_names()
+    assert scheduler(harness("A")).name == "batch-aging"
+
+
+def test_batches_cold_arrivals_like_fifo() -> None:
+    h = harness("A", "B", "C")
+    for i, model in enumerate("ABCABC"):
+        h.request(f"{model}{i}", model)
+    h.settle()
+    assert h.host.granted_ids() == ["A0", "A3", "B1", "B4", "C2", "C5"]
+    assert loads(h) == ["A", "B", "C"]
+
+
+def _busy_a_with_b_waiting(h: Harness) -> None:
+    """A is loaded and kept busy by overlapping requests; one B request waits behind it."""
+    h.request("a0", "A")
+    ready_now(h, "A")
+    h.request("b0", "B")
+    for i in range(1, 8):
+        h.advance(2.0)
+        h.request(f"a{i}", "A")
+        h.finish(f"a{i - 1}")
+
+
+def test_fifo_starves_the_waiting_model_behind_a_busy_one() -> None:
+    """The problem this policy exists for: fifo serves A's stream while B waits indefinitely."""
+    h = Harness(RoutingSpec.simple("A", "B", scheduler="fifo"))
+    _busy_a_with_b_waiting(h)
+    assert h.host.granted_ids() == [f"a{i}" for i in range(8)]
+    assert loads(h) == ["A"]
+
+
+def test_starvation_bound_drains_the_busy_model_after_max_wait() -> None:
+    h = harness("A", "B", maxWait=5.0, minResident=0)
+    h.request("a0", "A")
+    ready_now(h, "A")
+    h.request("b0", "B")  # t=0, behind busy A
+    for i in (1, 2):
+        h.advance(2.0)
+        h.request(f"a{i}", "A")
+        h.finish(f"a{i - 1}")
+    assert h.host.granted_ids() == ["a0", "a1", "a2"], "batching until b0 has waited maxWait"
+    h.advance(2.0)  # t=6: the max-wait timer fired at t=5
+    h.request("a3", "A")
+    h.advance(2.0)
+    h.request("a4", "A")
+    assert h.host.granted_ids() == ["a0", "a1", "a2"], "no new A request overtakes urgent b0"
+    assert [r.id for r in h.host.queue] == ["b0", "a3", "a4"]
+    assert loads(h) == ["A"], "B's load waits until A's in-flight request is done"
+    h.finish("a2")
+    assert loads(h) == ["A", "B"]
+    ready_now(h, "B")
+    assert h.host.granted_ids()[-1] == "b0"
+    assert [r.id for r in h.host.queue] == ["a3", "a4"]
+
+
+def test_urgency_blocks_joining_a_load_of_a_model_it_must_evict() -> None:
+    """An urgent model stops new requests from joining the batch of the model it must evict."""
+    h = harness("A", "B", maxWait=5.0, minResident=0)
+    h.request("a0", "A")  # A loads, slowly
+    h.request("b0", "B")
+    h.advance(6.0)  # b0 is urgent while A's load is still in progress
+    h.request("a1", "A")
+    ready_now(h, "A")
+    assert h.host.granted_ids() == ["a0"], "a1 must not ride on A's load past the urgent b0"
+    h.finish("a0")
+    assert loads(h) == ["A", "B"]
+
+
+def test_min_residency_keeps_a_fresh_model_serving_its_work() -> None:
+    h = harness("A", "B", maxWait=2.0, minResident=10.0)
+    h.request("a0", "A")
+    ready_now(h, "A")  # resident since t=0
+    h.request("b0", "B")
+    h.advance(3.0)  # b0 is urgent, but A is protected until t=10
+    h.request("a1", "A")
+    assert h.host.granted_ids() == ["a0", "a1"]
+    h.finish("a0")
+    h.advance(4.0)
+    h.request("a2", "A")
+    assert h.host.granted_ids() == ["a0", "a1", "a2"]
+    assert loads(h) == ["A"]
+    h.advance(3.5)  # t=10.5: protection over, the residency timer drained A
+    h.request("a3", "A")
+    assert "a3" not in h.host.granted_ids()
+    h.finish("a1")
+    h.finish("a2")
+    assert loads(h) == ["A", "B"]
+
+
+def test_min_residency_does_not_hold_an_idle_model() -> None:
+    """Residency protects work, not idleness: an idle fresh model is evicted at once."""
+    h = harness("A", "B", maxWait=60.0, minResident=100.0)
+    h.request("a0", "A")
+    ready_now(h, "A")
+    h.finish("a0")
+    h.request("b0", "B")
+    assert loads(h) == ["A", "B"]
+
+
+def _three_waiting(h: Harness, cheap_popular: int, rare_age: float) -> None:
+    """R is loaded and busy; C (rare) waits ``rare_age`` s, then ``cheap_popular`` A requests."""
+    h.request("r0", "R")
+    ready_now(h, "R")
+    h.request("c0", "C")
+    h.advance(rare_age)
+    for i in range(cheap_popular):
+        h.request(f"a{i}", "A")
+    h.advance(1.0)
+
+
+def test_cost_aware_choice_loads_a_cheap_popular_model_before_a_dear_rare_one() -> None:
+    h = harness("R", "A", "C", maxWait=300.0, loadCost={"A": 2.0, "C": 60.0})
+    _three_waiting(h, cheap_popular=5, rare_age=10.0)
+    h.finish("r0")
+    assert loads(h) == ["R", "A"], "fifo would load C first: it arrived first"
+
+
+def test_cost_aware_choice_ages_a_rare_model_past_a_popular_one() -> None:
+    """The response ratio grows with waiting: a long-waiting rare model wins before its maxWait."""
+    h = harness("R", "A", "C", maxWait=300.0, loadCost={"A": 2.0, "C": 20.0})
+    _three_waiting(h, cheap_popular=3, rare_age=200.0)
+    h.finish("r0")
+    assert loads(h) == ["R", "C"]
+
+
+def test_expensive_rare_model_is_served_by_max_wait_even_against_demand() -> None:
+    h = harness("R", "A", "C", maxWait=30.0, minResident=0, loadCost={"A": 1.0, "C": 500.0})
+    _three_waiting(h, cheap_popular=8, rare_age=31.0)
+    h.finish("r0")
+    assert loads(h) == ["R", "C"]
+
+
+def test_observed_load_times_feed_the_cost_estimate() -> None:
+    h = harness("A", "B", defaultLoadCost=1.0)
+    sched = scheduler(h)
+    assert sched.load_cost("A") == 1.0
+    h.request("a0", "A")
+    h.advance(40.0)
+    ready_now(h, "A")
+    assert sched.load_cost("A") == pytest.approx(40.0)
+    assert sched.load_cost("B") == pytest.approx(40.0), "unseen models borrow the observed mean"
+    h.finish("a0")
+    h.request("b0", "B")
+    h.advance(4.0)
+    ready_now(h, "B")
+    assert sched.load_cost("B") == pytest.approx(4.0)
+    assert h.router.scheduler.snapshot()["load_estimate"] == {"A": 40.0, "B": 4.0}
+
+
+def test_load_cost_override_wins_over_observation() -> None:
+    h = harness("A", loadCost={"A": 7.5})
+    h.request("a0", "A")
+    h.advance(40.0)
+    ready_now(h, "A")
+    assert scheduler(h).load_cost("A") == 7.5
+
+
+def test_priority_orders_models_that_are_not_urgent() -> None:
+    h = harness("R", "A", "B", maxWait=300.0, priority={"B": 5}, loadCost={"A": 1.0, "B": 1.0})
+    h.request("r0", "R")
+    ready_now(h, "R")
+    for i in range(4):
+        h.request(f"a{i}", "A")
+    h.request("b0", "B")
+    assert h.host.queue[0].id == "b0"
+    h.finish("r0")
+    assert loads(h) == ["R", "B"]
+
+
+def test_urgency_outranks_priority() -> None:
+    h = harness("R", "A", "B", maxWait=10.0, minResident=0, priority={"B": 5})
+    h.request("r0", "R")
+    ready_now(h, "R")
+    h.request("a0", "A")
+    h.advance(11.0)
+    h.request("b0", "B")
+    h.finish("r0")
+    assert loads(h) == ["R", "A"]
+
+
+def test_cancel_of_a_queued_request_releases_its_reservation() -> None:
+    h = harness("A", "B", limit=1)
+    h.request("a0", "A")
+    ready_now(h, "A")
+    h.request("b0", "B")
+    h.request("b1", "B")
+    assert h.host.rejected[-1][1].kind is ErrorKind.OVER_LIMIT
+    h.cancel("b0")
+    assert h.host.queue == []
+    h.request("b2", "B")
+    assert [r.id for r in h.host.queue] == ["b2"]
+    h.finish("a0")
+    ready_now(h, "B")
+    assert h.host.granted_ids() == ["a0", "b2"]
+    assert h.host.answers.get("b0", 0) == 0
+
+
+def test_unload_fails_waiters_and_queued_requests_of_the_targets() -> None:
+    h = harness("A", "B")
+    h.request("a0", "A")
+    ready_now(h, "A")
+    h.request("b0", "B")  # queued behind busy A
+    h.request("a1", "A")  # granted (batching)
+    h.unload("A", "B", token="u")
+    kinds = {r.id: e.kind for r, e in h.host.rejected}
+    assert kinds == {"b0": ErrorKind.UNLOADED}
+    h.finish("a0")
+    h.finish("a1")
+    h.settle()
+    assert h.host.unloads_done == ["u"]
+    assert h.router.scheduler.snapshot()["reserved"] == {}
+
+
+def test_unload_during_a_load_fails_its_waiters() -> None:
+    h = harness("A")
+    h.request("a0", "A")
+    h.unload("A", token="u")
+    assert [(r.id, e.kind) for r, e in h.host.rejected] == [("a0", ErrorKind.UNLOADED)]
+    h.settle()
+    assert h.host.unloads_done == ["u"]
+
+
+def test_shutdown_fails_everything_waiting_and_cancels_timers() -> None:
+    h = harness("A", "B", maxWait=5.0)
+    h.request("a0", "A")
+    h.request("b0", "B")
+    h.shutdown()
+    assert sorted((r.id, e.kind) for r, e in h.host.rejected) == [
+        ("a0", ErrorKind.SHUTTING_DOWN),
+        ("b0", ErrorKind.SHUTTING_DOWN),
+    ]
+    h.settle()
+    assert h.host.shutdown_done == 1
+    assert h.clock.next_deadline() is None or h.router.shutting_down
+
+
+def test_failed_load_fails_its_waiters_and_the_next_model_goes() -> None:
+    h = harness("A", "B")
+    h.request("a0", "A")
+    h.request("b0", "B")
+    h.exited("A", "crashed")
+    assert [(r.id, e.kind) for r, e in h.host.rejected] == [("a0", ErrorKind.LOAD_FAILED)]
+    assert loads(h) == ["A", "B"]
+
+
+def test_load_cancellation_aborts_a_load_nobody_waits_for_when_others_wait() -> None:
+    h = harness("A", "B")
+    h.request("a0", "A")
+    h.request("b0", "B")
+    assert h.state("A") == "starting"
+    h.cancel("a0")
+    assert h.state("A") == "stopping", "the abandoned load is stopped"
+    h.exited("A")
+    assert loads(h) == ["A", "B"]
+    ready_now(h, "B")
+    assert h.host.granted_ids() == ["b0"]
+    assert h.host.answers.get("a0", 0) == 0
+
+
+def test_load_cancellation_lets_a_lonely_load_finish() -> None:
+    h = harness("A", "B")
+    h.request("a0", "A")
+    h.cancel("a0")
+    assert h.state("A") == "starting"
+    h.ready("A")
+    assert h.state("A") == "ready"
+    h.request("a1", "A")
+    assert h.host.granted_ids() == ["a1"]
+
+
+def test_load_cancellation_later_when_another_model_starts_waiting() -> None:
+    h = harness("A", "B")
+    h.request("a0", "A")
+    h.cancel("a0")
+    h.request("b0", "B")
+    assert h.state("A") == "stopping"
+    ready_now(h, "B")
+    assert h.host.granted_ids() == ["b0"]
+
+
+def test_request_for_an_aborted_load_starts_a_fresh_one() -> None:
+    h = harness("A", "B")
+    h.request("a0", "A")
+    h.request("b0", "B")
+    h.cancel("a0")
+    h.request("a1", "A")  # arrives while A is stopping after the abort
+    h.settle()
+    assert "a1" in h.host.granted_ids()
+    assert h.host.rejected == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"maxWait": 0}, "batch-aging.maxWait: must be a finite number > 0"),
+        ({"maxWait": "soon"}, "batch-aging.maxWait: must be a number of seconds"),
+        ({"minResident": -1}, "batch-aging.minResident: must be a finite number >= 0"),
+        ({"defaultLoadCost": float("inf")}, "batch-aging.defaultLoadCost: must be a finite"),
+        ({"maxwait": 3}, "batch-aging.maxwait: unknown setting"),
+        ({"priority": {"Z": 1}}, "batch-aging.priority.Z: no such model"),
+        ({"priority": {"A": 1.5}}, "batch-aging.priority.A: must be an integer"),
+        ({"priority": ["A"]}, "batch-aging.priority: must map model ids"),
+        ({"loadCost": {"A": -2}}, "batch-aging.loadCost.A: must be a finite number of seconds"),
+        ({"loadCost": {"A": True}}, "batch-aging.loadCost.A"),
+    ],
+)
+def test_bad_settings_name_the_key_and_say_why(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(
+        ValueError, match="routing.scheduler.settings." + message.replace(".", r"\.")
+    ):
+        BatchAgingSettings.parse(settings, ["A"])
+
+
+def test_settings_defaults_and_values() -> None:
+    parsed = BatchAgingSettings.parse(
+        {"maxWait": 12, "minResident": 0, "priority": {"A": 2}, "loadCost": {"A": 3}}, ["A"]
+    )
+    assert (parsed.max_wait, parsed.min_resident) == (12.0, 0.0)
+    assert parsed.priority == {"A": 2}
+    assert parsed.load_cost == {"A": 3.0}
+    assert BatchAgingSettings.parse({}, ["A"]).max_wait == 60.0
