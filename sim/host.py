@@ -1,0 +1,385 @@
+"""The SimPy host: the core's ``Clock`` and ``Host`` over simulated time and simulated servers.
+
+Nothing here decides anything: the router decides who is served, what loads and what is evicted;
+this module only makes time pass (load, unload, service, crash) and reports what happened. Per-request
+state lives in flat arrays indexed by trace position (``Request.id``), so the hot path allocates
+little beyond the core's own event objects.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from array import array
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from llamaswap.core.errors import ErrorKind, RequestError
+from llamaswap.core.events import (
+    ProcessExited,
+    ProcessReady,
+    RequestArrived,
+    RequestCancelled,
+    ServeDone,
+)
+from llamaswap.core.observe import ProcessStateChanged, QueueDepth, SwapStarted
+from llamaswap.core.request import Request
+from llamaswap.timing import TimingProfile
+
+PENDING, OK, ERROR, REJECTED, CANCELLED, GRANTED = 0, 1, 2, 3, 4, 5
+STATUS_NAMES = {OK: "ok", ERROR: "error", REJECTED: "rejected", CANCELLED: "cancelled"}
+_REJECT_KINDS = (ErrorKind.OVER_LIMIT, ErrorKind.NOT_FOUND)
+_TRANSIENT = ("starting", "stopping")
+_DOWN = ("stopped", "shutdown")
+STATE_CODES = {"stopped": 0, "starting": 1, "ready": 2, "stopping": 3, "shutdown": 0}
+
+
+class _Timer:
+    """A cancellable SimPy timeout: the flag is checked when it fires (SimPy cannot unschedule)."""
+
+    __slots__ = ("cancelled", "event", "sink")
+
+    def __init__(self, event: object, sink: Callable[[object], None]) -> None:
+        self.event = event
+        self.sink = sink
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def fire(self, _ev: Any) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            self.sink(self.event)
+
+
+class SimClock:
+    """``Clock`` over a SimPy environment; due timers are fed to ``sink`` (the router)."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.sink: Callable[[object], None] = _no_sink
+
+    def now(self) -> float:
+        return self.env.now
+
+    def call_at(self, when: float, event: object) -> _Timer:
+        timer = _Timer(event, self.sink)
+        env = self.env
+        env.timeout(max(0.0, when - env.now)).callbacks.append(timer.fire)
+        return timer
+
+
+def _no_sink(event: object) -> None:
+    raise RuntimeError("SimClock.sink is not connected to a router")
+
+
+@dataclass
+class SimRecord:
+    """Everything a run leaves behind, in compact columns (metrics and reports read this)."""
+
+    n: int
+    start: array
+    end: array
+    status: bytearray
+    error: dict[int, str] = field(default_factory=dict)
+    swaps: list[list[Any]] = field(default_factory=list)
+    """Rows ``[start, end, model, evicted, ok]``; a swap = one model load started."""
+    states: list[tuple[float, str, int]] = field(default_factory=list)
+    """Process state changes ``(time, model, STATE_CODES[state])`` for the Gantt chart."""
+    queue_t: array = field(default_factory=lambda: array("d"))
+    queue_n: array = field(default_factory=lambda: array("i"))
+    max_in_flight: int = 0
+    max_resident: int = 0
+    t_serving: float = 0.0
+    t_loading: float = 0.0
+    t_idle: float = 0.0
+    events: int = 0
+
+
+class SimHost:
+    """Simulated model servers for one run; implements the core's ``Host`` protocol."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        models: Sequence[str],
+        profiles: dict[str, TimingProfile],
+        seed: int,
+        prompt_tokens: Sequence[int],
+        output_tokens: Sequence[int],
+        service_time: Sequence[float],
+    ) -> None:
+        self.env = env
+        self.handle: Callable[[object], None] = _no_sink
+        self.profiles = profiles
+        self._prompt = prompt_tokens
+        self._output = output_tokens
+        self._service = service_time
+        n = len(service_time)
+        self.record = SimRecord(
+            n=n,
+            start=array("d", [math.nan]) * n,
+            end=array("d", bytes(8 * n)),
+            status=bytearray(n),
+        )
+        self._rng_load = {m: random.Random(f"{seed}:load:{m}") for m in models}
+        self._rng_crash = {m: random.Random(f"{seed}:crash:{m}") for m in models}
+        self._alive: dict[str, int] = {}
+        self._terminating: set[tuple[str, int]] = set()
+        self._free = {m: profiles[m].parallel for m in models}
+        self._waiting: dict[str, deque[Request]] = {m: deque() for m in models}
+        self._serving: dict[str, dict[Request, int]] = {m: {} for m in models}
+        self._deferred: list[object] = []
+        self._granted = 0
+        self._n_serving = 0
+        self._n_transient = 0
+        self._resident = 0
+        self._last = 0.0
+        self._last_evict: dict[str, tuple[str, ...]] = {}
+        self._open_swap: dict[str, list[Any]] = {}
+        self._last_depth = -1
+
+    # ------------------------------------------------------------------ busy-time accounting
+
+    def _tick(self) -> None:
+        now = self.env.now
+        dt = now - self._last
+        if dt > 0:
+            rec = self.record
+            if self._n_serving:
+                rec.t_serving += dt
+            elif self._n_transient:
+                rec.t_loading += dt
+            else:
+                rec.t_idle += dt
+            self._last = now
+
+    # ------------------------------------------------------------------ deferred reports
+
+    def _defer(self, event: object) -> None:
+        """Report to the router after the current call returns (hosts never re-enter it)."""
+        if not self._deferred:
+            self.env.timeout(0).callbacks.append(self._flush)
+        self._deferred.append(event)
+
+    def _flush(self, _ev: Any) -> None:
+        events, self._deferred = self._deferred, []
+        for event in events:
+            self.handle(event)
+
+    # ------------------------------------------------------------------ Host: processes
+
+    def spawn(self, model: str, generation: int) -> None:
+        self._alive[model] = generation
+        profile = self.profiles[model]
+        rng = self._rng_load[model]
+        delay = profile.load_time.sample(rng)
+        fail = profile.load_failure_prob > 0 and rng.random() < profile.load_failure_prob
+        self.env.timeout(delay, (model, generation, fail)).callbacks.append(self._loaded)
+
+    def _loaded(self, ev: Any) -> None:
+        model, generation, fail = ev.value
+        if self._alive.get(model) != generation or (model, generation) in self._terminating:
+            return
+        if fail:
+            self._alive[model] = 0
+            self.handle(ProcessExited(model, generation, "failed to load (simulated fault)"))
+        else:
+            self.handle(ProcessReady(model, generation))
+
+    def terminate(self, model: str, generation: int) -> None:
+        key = (model, generation)
+        if self._alive.get(model) != generation or key in self._terminating:
+            return
+        self._terminating.add(key)
+        delay = self.profiles[model].unload_time
+        self.env.timeout(delay, (model, generation, "terminated")).callbacks.append(self._exited)
+
+    def kill(self, model: str, generation: int) -> None:
+        if self._alive.get(model) == generation:
+            self.env.timeout(0, (model, generation, "killed")).callbacks.append(self._exited)
+
+    def _exited(self, ev: Any) -> None:
+        model, generation, reason = ev.value
+        if self._alive.get(model) != generation:
+            return
+        self._alive[model] = 0
+        self._terminating.discard((model, generation))
+        self.handle(ProcessExited(model, generation, reason))
+
+    def _crashed(self, ev: Any) -> None:
+        model, generation = ev.value
+        if self._alive.get(model) != generation or (model, generation) in self._terminating:
+            return
+        self._alive[model] = 0
+        self.handle(ProcessExited(model, generation, "crashed while serving (simulated fault)"))
+
+    # ------------------------------------------------------------------ Host: requests
+
+    def grant(self, request: Request) -> bool:
+        rec = self.record
+        i: int = request.id  # type: ignore[assignment]
+        if rec.status[i] != PENDING:
+            return False
+        rec.status[i] = GRANTED
+        self._granted += 1
+        if self._granted > rec.max_in_flight:
+            rec.max_in_flight = self._granted
+        model = request.model
+        if self._free[model] > 0:
+            self._free[model] -= 1
+            self._begin(request)
+        else:
+            self._waiting[model].append(request)
+        return True
+
+    def _begin(self, request: Request) -> None:
+        """A slot of the model server takes the request: service starts now."""
+        if not self._n_serving:
+            self._tick()
+        self._n_serving += 1
+        i: int = request.id  # type: ignore[assignment]
+        model = request.model
+        env = self.env
+        self.record.start[i] = env.now
+        profile = self.profiles[model]
+        service = self._service[i]
+        if service != service:  # NaN: not given by the trace
+            prompt = self._prompt[i]
+            output = self._output[i]
+            service = profile.service_time(
+                None if prompt < 0 else prompt, None if output < 0 else output
+            )
+        generation = self._alive.get(model, 0)
+        self._serving[model][request] = generation
+        if profile.crash_rate > 0:
+            crash_in = self._rng_crash[model].expovariate(profile.crash_rate)
+            if crash_in < service:
+                env.timeout(crash_in, (model, generation)).callbacks.append(self._crashed)
+        env.timeout(service, request).callbacks.append(self._served)
+
+    def _served(self, ev: Any) -> None:
+        request: Request = ev.value
+        model = request.model
+        if self._serving[model].pop(request, None) is None:
+            return  # aborted earlier: its ServeDone was already reported
+        i: int = request.id  # type: ignore[assignment]
+        rec = self.record
+        rec.end[i] = self.env.now
+        rec.status[i] = OK
+        self._release(model)
+        self.handle(ServeDone(request))
+
+    def _release(self, model: str) -> None:
+        self._granted -= 1
+        waiting = self._waiting[model]
+        if waiting:
+            self._begin(waiting.popleft())
+            self._n_serving -= 1
+        else:
+            self._tick()
+            self._n_serving -= 1
+            self._free[model] += 1
+
+    def reject(self, request: Request, error: RequestError) -> None:
+        i: int = request.id  # type: ignore[assignment]
+        rec = self.record
+        rec.status[i] = REJECTED if error.kind in _REJECT_KINDS else ERROR
+        rec.end[i] = self.env.now
+        rec.error[i] = error.kind.value
+
+    def abort_serving(self, model: str, reason: str) -> None:
+        """The process died: every request granted to it fails, each reports ServeDone."""
+        rec = self.record
+        now = self.env.now
+        victims = list(self._serving[model]) + list(self._waiting[model])
+        in_service = len(self._serving[model])
+        self._serving[model].clear()
+        self._waiting[model].clear()
+        self._tick()
+        self._n_serving -= in_service
+        self._free[model] += in_service
+        self._granted -= len(victims)
+        kind = ErrorKind.UPSTREAM_CRASHED.value
+        for request in victims:
+            i: int = request.id  # type: ignore[assignment]
+            rec.status[i] = ERROR
+            rec.end[i] = now
+            rec.error[i] = kind
+            self._defer(ServeDone(request, error=reason))
+
+    def queue_changed(self, queue: Sequence[Request]) -> None:
+        """Depth is recorded from the ``QueueDepth`` observation."""
+
+    def unload_complete(self, token: Hashable) -> None:
+        """The simulator sends no unloads."""
+
+    def shutdown_complete(self) -> None:
+        """The simulator does not shut down mid-trace."""
+
+    def observe(self, observation: object) -> None:
+        kind = type(observation)
+        if kind is QueueDepth:
+            depth = observation.depth  # type: ignore[attr-defined]
+            if depth != self._last_depth:
+                self._last_depth = depth
+                self.record.queue_t.append(observation.at)  # type: ignore[attr-defined]
+                self.record.queue_n.append(depth)
+        elif kind is ProcessStateChanged:
+            self._on_state(observation)  # type: ignore[arg-type]
+        elif kind is SwapStarted:
+            self._last_evict[observation.model] = observation.evict  # type: ignore[attr-defined]
+
+    def _on_state(self, obs: ProcessStateChanged) -> None:
+        rec = self.record
+        self._tick()
+        if obs.old in _TRANSIENT:
+            self._n_transient -= 1
+        if obs.new in _TRANSIENT:
+            self._n_transient += 1
+        was, now_resident = obs.old not in _DOWN, obs.new not in _DOWN
+        self._resident += int(now_resident) - int(was)
+        rec.max_resident = max(rec.max_resident, self._resident)
+        rec.states.append((obs.at, obs.model, STATE_CODES.get(obs.new, 0)))
+        if obs.new == "starting":
+            evicted = " ".join(self._last_evict.pop(obs.model, ()))
+            row = [obs.at, math.nan, obs.model, evicted, 0]
+            self._open_swap[obs.model] = row
+            rec.swaps.append(row)
+        elif obs.old == "starting":
+            row = self._open_swap.pop(obs.model, [])
+            if row:
+                row[1] = obs.at
+                row[4] = int(obs.new == "ready")
+
+    # ------------------------------------------------------------------ client side
+
+    def arrive(self, index: int, model: str, cancel_after: float) -> None:
+        request = Request(index, model)
+        self.handle(RequestArrived(request))
+        if cancel_after == cancel_after and self.record.status[index] == PENDING:
+            self.env.timeout(cancel_after, request).callbacks.append(self._give_up)
+
+    def _give_up(self, ev: Any) -> None:
+        request: Request = ev.value
+        i: int = request.id  # type: ignore[assignment]
+        rec = self.record
+        if rec.status[i] != PENDING:
+            return  # already granted or answered: cancelling is a no-op
+        rec.status[i] = CANCELLED
+        rec.end[i] = self.env.now
+        self.handle(RequestCancelled(request))
+
+    def finish(self, events: int) -> SimRecord:
+        rec = self.record
+        rec.events = events
+        for i in range(rec.n):
+            if rec.status[i] in (PENDING, GRANTED):  # never answered: should not happen
+                rec.status[i] = ERROR
+                rec.error[i] = "unfinished"
+        return rec

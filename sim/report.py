@@ -1,0 +1,186 @@
+"""Report files: summary.json, per-scheduler requests.csv and swaps.csv, plots, report.md."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sim.expect import Outcome
+from sim.host import STATUS_NAMES, SimRecord
+from sim.plots import write_plots
+from sim.trace import Trace
+
+TABLE_COLUMNS = (
+    ("completed", "completed"),
+    ("errors", "errors"),
+    ("rejected", "rejected"),
+    ("cancelled", "cancelled"),
+    ("swaps", "swaps"),
+    ("swaps/1k", "swaps_per_1k"),
+    ("lat p50", "latency.p50"),
+    ("lat p99", "latency.p99"),
+    ("wait p99", "wait.p99"),
+    ("order viol.", "order_violations"),
+    ("max resident", "max_resident_models"),
+    ("max in flight", "max_in_flight"),
+    ("serving", "busy_fraction.serving"),
+    ("loading", "busy_fraction.loading"),
+    ("jain", "jain_fairness"),
+)
+
+
+def metric(result: Mapping[str, Any], path: str) -> Any:
+    node: Any = result
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def table_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["scheduler", *(label for label, _ in TABLE_COLUMNS)]
+    rows = [
+        [name, *(fmt(metric(result, path)) for _, path in TABLE_COLUMNS)]
+        for name, result in summary["results"].items()
+    ]
+    return header, rows
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _f(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.6f}"
+
+
+def write_requests_csv(path: Path, record: SimRecord, trace: Trace) -> None:
+    ids = trace.request_ids()
+    names = trace.models
+    with path.open("w") as handle:
+        handle.write("id,model,arrival,start,end,status,error\n")
+        lines = []
+        error = record.error
+        for i, (a, m, s, e, st) in enumerate(
+            zip(
+                trace.arrival.tolist(),
+                trace.model.tolist(),
+                record.start,
+                record.end,
+                record.status,
+                strict=True,
+            )
+        ):
+            status = STATUS_NAMES.get(st, "error")
+            lines.append(
+                f"{ids[i]},{names[m]},{a:.6f},{_f(s)},{e:.6f},{status},{error.get(i, '')}\n"
+            )
+            if len(lines) >= 65536:
+                handle.writelines(lines)
+                lines = []
+        handle.writelines(lines)
+
+
+def write_swaps_csv(path: Path, record: SimRecord) -> None:
+    with path.open("w") as handle:
+        handle.write("start,end,model,evicted,ok\n")
+        for start, end, model, evicted, ok in record.swaps:
+            handle.write(f"{start:.6f},{_f(end)},{model},{evicted},{ok}\n")
+
+
+def write_report(
+    out: Path,
+    summary: Mapping[str, Any],
+    records: Mapping[str, SimRecord],
+    trace: Trace,
+    outcomes: Sequence[Outcome] = (),
+) -> Path:
+    """Write every report file under ``out``; returns the path of report.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "summary.json", summary)
+    for name, record in records.items():
+        (out / name).mkdir(exist_ok=True)
+        write_requests_csv(out / name / "requests.csv", record, trace)
+        write_swaps_csv(out / name / "swaps.csv", record)
+    plots = write_plots(records, trace, summary, out)
+    report = out / "report.md"
+    report.write_text(render_markdown(summary, plots, outcomes))
+    return report
+
+
+def render_markdown(
+    summary: Mapping[str, Any], plots: Mapping[str, str], outcomes: Sequence[Outcome]
+) -> str:
+    t = summary["trace"]
+    header, rows = table_rows(summary)
+    lines = [
+        f"# Simulation report: {summary['scenario']}",
+        "",
+        summary.get("description") or "",
+        "",
+        f"Seed {summary['seed']}. Every scheduler replayed the identical trace through the real "
+        "llamaswap scheduling core (sans-IO) inside a SimPy discrete-event simulation.",
+        "",
+        "## Trace",
+        "",
+        f"- source: `{t['source']}`"
+        + (f" (transforms: {'; '.join(t['transforms'])})" if t.get("transforms") else ""),
+        f"- {t['requests']} requests over {t['duration']:.1f} s ({t['rate']:.3g} req/s), "
+        f"{t['models']} models",
+        f"- model-switch ratio of consecutive requests: {t['switch_ratio']:.3f}; burstiness "
+        f"(CV of inter-arrivals): {t['burstiness_cv']:.3f}",
+        "- requests per model: "
+        + ", ".join(f"{m} {c}" for m, c in list(t["requests_per_model"].items())[:12]),
+        "",
+        "## Results",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+        "Times in seconds. `serving`/`loading` are fractions of the run: some request in service, "
+        "else some model starting or stopping (swap overhead), else idle.",
+        "",
+    ]
+    if outcomes:
+        lines += ["## Expectations", ""]
+        lines += [f"- {'PASS' if o.passed else 'FAIL'}: `{o.text}` ({o.detail})" for o in outcomes]
+        lines.append("")
+    titles = {
+        "latency_cdf": "Latency CDF (all schedulers)",
+        "swaps": "Cumulative swaps over time",
+        "timeline": "Loaded model over time, with the queue length beneath",
+        "wait_by_model": "p99 wait per model",
+    }
+    lines += ["## Plots", ""]
+    for key, file in plots.items():
+        lines += [f"### {titles[key]}", "", f"![{titles[key]}]({file})", ""]
+    lines += [
+        "## Definitions",
+        "",
+        "- latency = end - arrival (completed requests); wait = start of service - arrival.",
+        "- a swap = one model load started; `swaps/1k` = swaps per 1000 requests.",
+        "- order violations = served requests r for which another served request arrived earlier "
+        "but started service later.",
+        "- max resident = most models simultaneously loading, loaded or stopping.",
+        "- max in flight = most requests granted to model servers at once.",
+        "- jain = Jain's fairness index over per-model mean waits (1 = perfectly even).",
+        "",
+        "## Files",
+        "",
+        "- `summary.json`: every metric, per scheduler (`sim_wall_seconds` is wall-clock and varies).",
+        "- `<scheduler>/requests.csv`: `id, model, arrival, start, end, status, error`.",
+        "- `<scheduler>/swaps.csv`: `start, end, model, evicted, ok`.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,234 @@
+"""Scenario files (``scenarios/*.yaml``): routing config, timing, trace, schedulers, seed, expect.
+
+    name: default
+    description: ...
+    seed: 7
+    schedulers: [serial, fifo]
+    config: {models: {...}, groups: {...}, routing: {scheduler: {use: fifo}}}   # daemon schema
+    timing: {default: {...}, MODEL: {...}}                                      # TimingProfile
+    trace:
+      synthetic: {...}                  # see sim.synthetic
+      # or: file: ../shared/traces/raw/..., format: azure, options: {...}
+      # or: superpose: [{file: ..., format: ..., transforms: [...]}, ...]
+      transforms: [...]                 # see sim.transforms
+    ci: {transforms: [...], synthetic: {...}}   # applied by --ci and the regression tests
+    expect: ["serial.order_violations == 0", ...]
+
+Relative trace paths are resolved against the repository root (the scenario directory's parent),
+then the scenario directory, then the working directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llamaswap.core.policies import scheduler_names
+from llamaswap.core.spec import RoutingSpec
+from llamaswap.timing import TimingError, TimingProfile
+from sim.importers import import_trace
+from sim.routing import RoutingConfigError, routing_spec
+from sim.synthetic import synthetic_trace
+from sim.trace import Trace, TraceError, read_trace
+from sim.transforms import apply_transforms, superpose
+
+_KEYS = {"name", "description", "seed", "schedulers", "config", "timing", "trace", "ci", "expect"}
+_TRACE_KEYS = {"synthetic", "file", "format", "options", "superpose", "transforms"}
+
+
+class ScenarioError(ValueError):
+    """The scenario file is malformed; the message names the file and key."""
+
+
+class TraceMissingError(ScenarioError):
+    """A trace file the scenario references is absent (e.g. no ``../shared`` on this machine)."""
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: Path
+    spec: RoutingSpec
+    profiles: dict[str, TimingProfile]
+    trace: Mapping[str, Any]
+    schedulers: list[str]
+    seed: int
+    expect: list[str] = field(default_factory=list)
+    ci: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def trace_files(self) -> list[Path]:
+        """Every file the trace spec names (resolved), for existence checks."""
+        return [self.resolve(p) for p in _files(self.trace)]
+
+    def resolve(self, name: str) -> Path:
+        path = Path(name)
+        if path.is_absolute():
+            return path
+        base = self.path.resolve().parent
+        for candidate in (base.parent / path, base / path, Path.cwd() / path):
+            if candidate.exists():
+                return candidate
+        return base.parent / path
+
+    def load_trace(self, ci: bool = False) -> Trace:
+        spec = dict(self.trace)
+        transforms = list(spec.get("transforms") or [])
+        if ci:
+            if self.ci.get("synthetic") and "synthetic" in spec:
+                spec["synthetic"] = {**spec["synthetic"], **self.ci["synthetic"]}
+            transforms += list(self.ci.get("transforms") or [])
+        where = f"{self.path}: trace"
+        try:
+            trace = self._source(spec, where)
+            return apply_transforms(trace, transforms, self.seed, f"{where}.transforms")
+        except TraceMissingError:
+            raise
+        except TraceError as exc:
+            raise ScenarioError(str(exc)) from None
+
+    def _source(self, spec: Mapping[str, Any], where: str) -> Trace:
+        unknown = sorted(set(spec) - _TRACE_KEYS)
+        if unknown:
+            raise ScenarioError(f"{where}: unknown keys {unknown} (valid: {sorted(_TRACE_KEYS)})")
+        if "synthetic" in spec:
+            synth = spec["synthetic"]
+            if not isinstance(synth, Mapping):
+                raise ScenarioError(f"{where}.synthetic: expected a mapping")
+            return synthetic_trace(synth, self.seed, f"{where}.synthetic")
+        if "superpose" in spec:
+            parts = spec["superpose"]
+            if not isinstance(parts, list) or not parts:
+                raise ScenarioError(f"{where}.superpose: expected a non-empty list of traces")
+            traces = []
+            for i, part in enumerate(parts):
+                here = f"{where}.superpose[{i}]"
+                if not isinstance(part, Mapping):
+                    raise ScenarioError(f"{here}: expected a mapping")
+                sub = self._source({k: v for k, v in part.items() if k != "transforms"}, here)
+                traces.append(
+                    apply_transforms(
+                        sub, part.get("transforms"), self.seed + i, f"{here}.transforms"
+                    )
+                )
+            return superpose(traces)
+        if "file" not in spec:
+            raise ScenarioError(f"{where}: give 'synthetic', 'file' (+ 'format') or 'superpose'")
+        names = spec["file"] if isinstance(spec["file"], list) else [spec["file"]]
+        paths = [self.resolve(str(p)) for p in names]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise TraceMissingError(f"{where}.file: trace file not found: {', '.join(missing)}")
+        options = dict(spec.get("options") or {})
+        fmt = str(spec.get("format", "canonical"))
+        if fmt == "servegen" and "seed" not in options:
+            options["seed"] = self.seed
+        return import_trace(fmt, paths, **options)
+
+
+def _files(spec: Mapping[str, Any]) -> list[str]:
+    if "superpose" in spec:
+        return [f for part in spec["superpose"] or [] for f in _files(part)]
+    if "file" in spec:
+        return [
+            str(f) for f in (spec["file"] if isinstance(spec["file"], list) else [spec["file"]])
+        ]
+    return []
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    if not path.exists():
+        raise ScenarioError(f"{path}: no such scenario file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
+    return parse_scenario(data, path)
+
+
+def parse_scenario(data: Any, path: Path) -> Scenario:
+    where = str(path)
+    if not isinstance(data, Mapping):
+        raise ScenarioError(f"{where}: expected a mapping at the top level")
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise ScenarioError(f"{where}: unknown keys {unknown} (valid: {sorted(_KEYS)})")
+    name = data.get("name") or path.stem
+    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+        raise ScenarioError(f"{where}: name must be letters, digits, '-' or '_', got {name!r}")
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ScenarioError(f"{where}: seed must be an integer, got {seed!r}")
+    if "config" not in data:
+        raise ScenarioError(f"{where}: 'config' (the routing config, daemon schema) is required")
+    try:
+        spec = routing_spec(data["config"], f"{where}: config")
+    except (RoutingConfigError, ValueError) as exc:
+        raise ScenarioError(str(exc)) from None
+    schedulers = data.get("schedulers") or [spec.scheduler]
+    if not isinstance(schedulers, list) or not all(isinstance(s, str) for s in schedulers):
+        raise ScenarioError(f"{where}: schedulers must be a list of names")
+    check_schedulers(schedulers, where)
+    profiles = parse_timing(data.get("timing") or {}, list(spec.models), f"{where}: timing")
+    trace = data.get("trace")
+    if not isinstance(trace, Mapping):
+        raise ScenarioError(f"{where}: 'trace' is required (synthetic, file or superpose)")
+    expect = data.get("expect") or []
+    if not isinstance(expect, list) or not all(isinstance(e, str) for e in expect):
+        raise ScenarioError(f"{where}: expect must be a list of strings")
+    ci = data.get("ci") or {}
+    if not isinstance(ci, Mapping) or set(ci) - {"transforms", "synthetic"}:
+        raise ScenarioError(f"{where}: ci takes only 'transforms' and 'synthetic'")
+    return Scenario(
+        name=name,
+        path=path,
+        spec=spec,
+        profiles=profiles,
+        trace=trace,
+        schedulers=list(schedulers),
+        seed=seed,
+        expect=list(expect),
+        ci=ci,
+        description=str(data.get("description") or ""),
+    )
+
+
+def check_schedulers(names: Sequence[str], where: str) -> None:
+    valid = scheduler_names()
+    bad = [s for s in names if s not in valid]
+    if bad:
+        raise ScenarioError(f"{where}: unknown schedulers {bad} (valid: {', '.join(valid)})")
+
+
+def parse_timing(raw: Any, models: list[str], where: str) -> dict[str, TimingProfile]:
+    if not isinstance(raw, Mapping):
+        raise ScenarioError(f"{where}: expected a mapping of model -> timing profile")
+    unknown = sorted(set(raw) - set(models) - {"default"})
+    if unknown:
+        raise ScenarioError(f"{where}: timing for unknown models {unknown} (models: {models})")
+    default = raw.get("default") or {}
+    if not isinstance(default, Mapping):
+        raise ScenarioError(f"{where}.default: expected a mapping")
+    profiles = {}
+    try:
+        for model in models:
+            own = raw.get(model) or {}
+            if not isinstance(own, Mapping):
+                raise ScenarioError(f"{where}.{model}: expected a mapping")
+            profiles[model] = TimingProfile.parse({**default, **own}, f"{where}.{model}")
+    except TimingError as exc:
+        raise ScenarioError(str(exc)) from None
+    return profiles
+
+
+def trace_from_file(path: str | Path) -> Trace:
+    """``--trace FILE``: a canonical trace replacing the scenario's own."""
+    try:
+        return read_trace(path)
+    except TraceError as exc:
+        raise ScenarioError(str(exc)) from None
