@@ -20,7 +20,7 @@ Deliberate differences from llama-swap, each chosen so a config is never silentl
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from llamaswap.config.model import Config, ConfigError, ModelConfig
@@ -56,14 +56,13 @@ def parse_config(
     ``${env.NAME}`` in string values is substituted from ``env`` (falling back to ``os.environ``).
     With ``require_cmd=False`` models may omit ``cmd`` (the simulator has no processes to start).
     """
-    try:
+
+    def run() -> Config:
         tree = normalize(data, source)
         tree = substitute_env_tree(tree, source, env)
         return build_config(tree, source=source, require_cmd=require_cmd)
-    except ConfigError:
-        raise
-    except RecursionError:
-        raise ConfigError(f"{source}: config nested too deeply") from None
+
+    return _guarded(run, source)
 
 
 def load_config(
@@ -74,17 +73,33 @@ def load_config(
     require_cmd: bool = True,
 ) -> Config:
     """Load, merge and validate config file and/or directory (``env`` overrides ``os.environ``)."""
-    files = source_files(path, config_dir)
-    parsed = []
-    for f in files:
-        data = read_source(f, env)
-        if data is not None:
-            parsed.append((str(f), data))
-    merged = merge_sources(parsed)
-    source = ", ".join(str(f) for f in files)
+    where = ", ".join(str(p) for p in (path, config_dir) if p is not None) or "config"
+
+    def run() -> Config:
+        files = source_files(path, config_dir)
+        parsed = []
+        for f in files:
+            data = read_source(f, env)
+            if data is not None:
+                parsed.append((str(f), data))
+        merged = merge_sources(parsed)
+        names = tuple(str(f) for f in files)
+        return build_config(merged, source=", ".join(names), require_cmd=require_cmd, sources=names)
+
+    return _guarded(run, where)
+
+
+def _guarded(run: Callable[[], Config], source: str) -> Config:
+    """Last line of defence: whatever the input, callers only ever see ConfigError.
+
+    Validation raises ConfigError itself; this only catches a bug of ours (the fuzz tests call the
+    unguarded functions so such bugs still fail tests) and keeps its type name for the report.
+    """
     try:
-        return build_config(
-            merged, source=source, require_cmd=require_cmd, sources=tuple(str(f) for f in files)
-        )
+        return run()
+    except ConfigError:
+        raise
     except RecursionError:
         raise ConfigError(f"{source}: config nested too deeply") from None
+    except Exception as exc:  # deliberately total: see docstring
+        raise ConfigError(f"{source}: cannot read config ({type(exc).__name__}: {exc})") from exc

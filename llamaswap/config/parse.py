@@ -42,6 +42,8 @@ LOG_LEVELS = ("debug", "info", "warn", "error")
 COMFYUI_MODEL_ID = "comfyui_auto"
 COMFYUI_MIN_CONCURRENCY = 50
 MAX_PORT = 65535
+MAX_MAGNITUDE = 1e15
+"""Bound on numeric settings (about 31 million years of seconds): rejects overflow-sized values."""
 
 _UNSUPPORTED = "not supported by llamaswap yet; ignored"
 
@@ -174,6 +176,8 @@ def _number(value: Any, path: str, *, integer: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         kind = "an integer" if integer else "a number"
         raise ConfigError(f"{path}: must be {kind}, got {type_name(value)} {_fmt(value)}")
+    if abs(value) > MAX_MAGNITUDE:
+        raise ConfigError(f"{path}: number out of range, got {_fmt(value)}")
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ConfigError(f"{path}: must be a finite number, got {_fmt(value)}")
@@ -692,11 +696,7 @@ def _groups(
             raise ConfigError(f"routing.router.use: unknown router {use!r} (valid: group)")
 
     legacy_groups = _opt(data, "groups")
-    uses_router = (
-        use is not None
-        or _opt(settings, "groups") is not None
-        or _opt(settings, "matrix") is not None
-    )
+    uses_router = any(v is not None for v in router.values())
     if legacy_groups is not None and uses_router:
         raise ConfigError(
             "groups: the legacy top-level 'groups' cannot be combined with 'routing.router'; "

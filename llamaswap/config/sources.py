@@ -83,6 +83,9 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from None
     except RecursionError:
         raise ConfigError(f"{source}: invalid YAML: nesting too deep") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        # e.g. an integer literal longer than Python's int/str conversion limit
+        raise ConfigError(f"{source}: invalid YAML value: {exc}") from None
     return normalize(data, source)
 
 
@@ -120,6 +123,8 @@ def normalize(data: Any, source: str = "<config>") -> Any:
             out: dict[str, Any] = {}
             for k, v in value.items():
                 name = _scalar_key(k, key_path(path))
+                if name in out:
+                    raise ConfigError(f"{key_path((*path, name))}: duplicate key")
                 out[name] = walk(v, (*path, name), stack)
             return out
         if isinstance(value, list | tuple):
@@ -173,8 +178,6 @@ def format_scalar(value: Any) -> str:
 
 def _env_value(name: str, env: Mapping[str, str] | None, source: str) -> str:
     value = (env if env is not None else os.environ).get(name)
-    if value is None and env is not None:
-        value = os.environ.get(name)
     if value is None:
         raise ConfigError(
             f"{source}: environment variable {name!r} is not set (used as ${{env.{name}}})"
@@ -289,6 +292,14 @@ def merge_sources(sources: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     return merged
 
 
+def _owner(origin: dict[tuple[str, ...], str], path: tuple[str, ...]) -> str:
+    """The file that set ``path`` (a subtree copied whole is owned by its root's file)."""
+    for i in range(len(path), 0, -1):
+        if path[:i] in origin:
+            return origin[path[:i]]
+    return "?"
+
+
 def _merge_into(
     dst: dict[str, Any],
     src: Mapping[str, Any],
@@ -305,7 +316,7 @@ def _merge_into(
             continue
         if identity:
             raise ConfigError(
-                f"{key_path(sub)}: duplicate {path[-1]} {key!r} found in {origin.get(sub, '?')} and {name}"
+                f"{key_path(sub)}: duplicate {path[-1]} {key!r} found in {_owner(origin, sub)} and {name}"
             )
         old = dst[key]
         if old is None:
@@ -319,10 +330,10 @@ def _merge_into(
             dst[key] = old + value
         elif isinstance(old, dict | list) or isinstance(value, dict | list):
             raise ConfigError(
-                f"conflict at {key_path(sub)}: {type_name(old)} in {origin.get(sub, '?')} "
+                f"conflict at {key_path(sub)}: {type_name(old)} in {_owner(origin, sub)} "
                 f"but {type_name(value)} in {name}"
             )
         elif old != value or type(old) is not type(value):
             raise ConfigError(
-                f"conflict at {key_path(sub)}: {old!r} in {origin.get(sub, '?')} but {value!r} in {name}"
+                f"conflict at {key_path(sub)}: {old!r} in {_owner(origin, sub)} but {value!r} in {name}"
             )
