@@ -27,9 +27,8 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging() -> None:
     logger = logging.getLogger("llamaswap")
-    logger.setLevel(getattr(logging, level.upper(), logging.INFO) if level else logging.INFO)
     if not any(
         isinstance(h, logging.StreamHandler) and not hasattr(h, "monitor") for h in logger.handlers
     ):
@@ -93,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"llamaswap: invalid config: {exc}", file=sys.stderr)
         return 1
-    _configure_logging(config.log_level)
+    _configure_logging()
     return asyncio.run(_serve(args, config))
 
 

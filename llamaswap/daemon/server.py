@@ -39,6 +39,12 @@ DEFAULT_STOP_TIMEOUT = 10.0
 RELOAD_STOP_TIMEOUT = 30.0
 
 
+def apply_log_level(level: str) -> None:
+    """``logLevel``: debug | info | warn | error (anything else: info), for our own messages."""
+    names = {"debug": logging.DEBUG, "warn": logging.WARNING, "error": logging.ERROR}
+    logging.getLogger("llamaswap").setLevel(names.get(level.lower(), logging.INFO))
+
+
 class Daemon:
     def __init__(
         self,
@@ -76,6 +82,7 @@ class Daemon:
     async def start(self, host: str = "127.0.0.1", port: int = 8080) -> int:
         """Start serving; returns the bound port (useful with port 0)."""
         logging.getLogger("llamaswap").addHandler(self._log_handler)
+        apply_log_level(self.config.log_level)
         for warning in self.config.warnings:
             log.warning("config: %s", warning)
         self.session = make_session()
@@ -155,6 +162,7 @@ class Daemon:
             log.info("reloading config: stopping every model of the old config")
             for warning in config.warnings:
                 log.warning("config: %s", warning)
+            apply_log_level(config.log_level)
             old = self.runtime
             self._switched.clear()
             try:
