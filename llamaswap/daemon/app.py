@@ -233,7 +233,11 @@ class Api:
             response, error_text = await relay(
                 request, daemon.session, ticket, url, body, headers, prepared
             )
-            status = 502 if error_text is not None else response.status
+            if error_text is not None:
+                status = 502
+                await runtime.processes.settle_if_dead(model_id)
+            else:
+                status = response.status
             return response
         finally:
             host.release(ticket, error_text)

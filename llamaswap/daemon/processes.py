@@ -76,6 +76,15 @@ def resolve_command(argv: Sequence[str]) -> list[str]:
     return list(argv)
 
 
+def _alive(pid: int) -> bool:
+    """Running (not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
+
+
 class Watchdog:
     """The daemon's side of :mod:`llamaswap.daemon.watchdog`."""
 
@@ -175,6 +184,19 @@ class UpstreamProcesses:
         if child is None or child.proc is None or child.proc.returncode is not None:
             return None
         return child.proc.pid
+
+    async def settle_if_dead(self, model: str, timeout: float = 1.0) -> None:
+        """If the model's process has died, wait (bounded) until its exit has been reported.
+
+        Called when relaying to it failed: answering the client only after the core knows the
+        process is gone means the client's next request restarts it instead of meeting the
+        corpse (a crash is seen on the socket before the child watcher reaps the process).
+        """
+        child = self._children.get(model)
+        if child is None or child.proc is None or child.task is None or _alive(child.proc.pid):
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(child.task), timeout)
 
     def pids(self) -> dict[str, int]:
         return {m: pid for m in self._children if (pid := self.pid(m)) is not None}
