@@ -87,6 +87,139 @@ CONFIG = st.fixed_dictionaries(
         ),
     },
 )
+
+
+def mostly(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Usually a valid value, sometimes anything: lets most examples reach the deeper checks."""
+    return st.integers(min_value=0, max_value=19).flatmap(lambda n: VALUES if n == 0 else valid)
+
+
+IDS = st.sampled_from(["a", "b", "m", "z", "comfyui_auto"])
+NAMES = st.one_of(IDS, st.sampled_from(["alias1", "alias2", "ghost", " a "]))
+CMDS = st.sampled_from(
+    [
+        "srv --port ${PORT}", "srv ${a} --port ${PORT}", "srv --id ${MODEL_ID} --port ${PORT}",
+        "# c\nsrv \\\n --port ${PORT}", "srv --port 9000", "srv ${PID}", "srv ${nope} ${PORT}",
+        "srv 'unclosed ${PORT}", "# only comment",
+    ]
+)  # fmt: skip
+REAL_MODEL = st.fixed_dictionaries(
+    {"cmd": mostly(CMDS)},
+    optional={
+        "proxy": mostly(
+            st.sampled_from(["http://127.0.0.1:9000", "http://localhost:${PORT}", "bad"])
+        ),
+        "cmdStop": mostly(st.sampled_from(["kill ${PID}", "stop ${MODEL_ID}", "x ${PORT}"])),
+        "aliases": mostly(st.lists(NAMES, max_size=3)),
+        "env": mostly(st.lists(st.sampled_from(["A=1", "B=${PORT}", "bad", "=x"]), max_size=3)),
+        "checkEndpoint": mostly(st.sampled_from(["none", "/health", "/v1/models"])),
+        "ttl": mostly(st.integers(min_value=-3, max_value=100)),
+        "unloadTimeout": mostly(st.integers(min_value=-1, max_value=30)),
+        "concurrencyLimit": mostly(st.integers(min_value=-1, max_value=60)),
+        "unlisted": mostly(st.booleans()),
+        "sendLoadingState": mostly(st.booleans()),
+        "name": mostly(st.sampled_from(["Model ${MODEL_ID}", "plain"])),
+        "macros": mostly(
+            st.dictionaries(st.sampled_from(["a", "b", "PORT", "x y"]), SCALARS, max_size=3)
+        ),
+        "metadata": mostly(st.dictionaries(KEYS, st.one_of(MACRO_TEXT, VALUES), max_size=3)),
+        "filters": mostly(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "stripParams": mostly(st.sampled_from(["a, b", "model", ""])),
+                    "setParams": mostly(st.dictionaries(KEYS, VALUES, max_size=3)),
+                    "setParamsByID": VALUES,
+                },
+            )
+        ),
+    },
+)
+GROUP = st.fixed_dictionaries(
+    {"members": mostly(st.lists(NAMES, max_size=3))},
+    optional={k: mostly(st.booleans()) for k in ("swap", "exclusive", "persistent")},
+)
+REALISTIC = st.fixed_dictionaries(
+    {"models": mostly(st.dictionaries(IDS, REAL_MODEL, max_size=4))},
+    optional={
+        "healthCheckTimeout": mostly(st.integers(min_value=0, max_value=600)),
+        "logLevel": mostly(st.sampled_from(["debug", "info", "warn", "error", "loud"])),
+        "startPort": mostly(st.integers(min_value=1, max_value=65535)),
+        "globalTTL": mostly(st.integers(min_value=0, max_value=100)),
+        "unloadTimeout": mostly(st.integers(min_value=0, max_value=30)),
+        "includeAliasesInList": mostly(st.booleans()),
+        "sendLoadingState": mostly(st.booleans()),
+        "apiKeys": mostly(
+            st.lists(st.sampled_from(["sk-1", "sk 2", "", "${env.HOME}"]), max_size=3)
+        ),
+        "macros": mostly(st.dictionaries(st.sampled_from(["a", "b", "m"]), SCALARS, max_size=3)),
+        "hooks": mostly(
+            st.fixed_dictionaries(
+                {
+                    "on_startup": mostly(
+                        st.fixed_dictionaries({"preload": mostly(st.lists(NAMES, max_size=3))})
+                    )
+                }
+            )
+        ),
+        "groups": GROUP.map(lambda g: {"legacy": g}),
+        "routing": mostly(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "router": mostly(
+                        st.fixed_dictionaries(
+                            {},
+                            optional={
+                                "use": mostly(st.sampled_from(["group", "matrix", "x"])),
+                                "settings": mostly(
+                                    st.fixed_dictionaries(
+                                        {
+                                            "groups": mostly(
+                                                st.dictionaries(
+                                                    st.sampled_from(["g1", "g2"]), GROUP, max_size=2
+                                                )
+                                            )
+                                        }
+                                    )
+                                ),
+                            },
+                        )
+                    ),
+                    "scheduler": mostly(
+                        st.fixed_dictionaries(
+                            {},
+                            optional={
+                                "use": mostly(st.sampled_from(["fifo", "serial", "lottery"])),
+                                "settings": mostly(
+                                    st.fixed_dictionaries(
+                                        {
+                                            "fifo": mostly(
+                                                st.fixed_dictionaries(
+                                                    {
+                                                        "priority": mostly(
+                                                            st.dictionaries(
+                                                                NAMES,
+                                                                st.integers(-5, 5),
+                                                                max_size=3,
+                                                            )
+                                                        )
+                                                    }
+                                                )
+                                            )
+                                        }
+                                    )
+                                ),
+                            },
+                        )
+                    ),
+                },
+            )
+        ),
+        "peers": VALUES,
+    },
+)
+ANY_CONFIG = st.one_of(REALISTIC, REALISTIC, CONFIG, VALUES)
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -104,13 +237,13 @@ def _build(data: Any, require_cmd: bool) -> None:
 
 
 @FUZZ
-@given(data=st.one_of(CONFIG, VALUES), require_cmd=st.booleans())
+@given(data=ANY_CONFIG, require_cmd=st.booleans())
 def test_fuzzed_trees_give_config_or_config_error(data: Any, require_cmd: bool) -> None:
     _build(data, require_cmd)
 
 
 @FUZZ
-@given(first=CONFIG, second=CONFIG)
+@given(first=st.one_of(REALISTIC, CONFIG), second=st.one_of(REALISTIC, CONFIG))
 def test_fuzzed_merges_give_config_or_config_error(first: Any, second: Any) -> None:
     try:
         merged = merge_sources([("one.yaml", normalize(first)), ("two.yaml", normalize(second))])
@@ -120,7 +253,11 @@ def test_fuzzed_merges_give_config_or_config_error(first: Any, second: Any) -> N
 
 
 @settings(max_examples=200, deadline=None)
-@given(data=CONFIG, cut=st.integers(min_value=0, max_value=400), junk=st.text(max_size=8))
+@given(
+    data=st.one_of(REALISTIC, CONFIG),
+    cut=st.integers(min_value=0, max_value=400),
+    junk=st.text(max_size=8),
+)
 def test_fuzzed_yaml_text_gives_config_or_config_error(data: Any, cut: int, junk: str) -> None:
     """Real YAML text (also truncated / spliced with junk) through the text-level pipeline."""
     text = yaml.safe_dump(data, sort_keys=False)
