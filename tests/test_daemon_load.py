@@ -1,0 +1,143 @@
+"""Schedulers observable through the API, and load: thousands of requests, nothing lost or leaked."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import aiohttp
+import pytest
+
+from llamaswap.daemon.testing import fake_cmd, make_config, running_daemon
+
+pytestmark = pytest.mark.daemon
+
+CHAT = "/v1/chat/completions"
+
+
+def _fake_upstreams_on(ports: set[int]) -> list[int]:
+    """PIDs of live fake upstream processes listening on one of ``ports`` (process table scan)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state in ("Z", "X") or b"llamaswap.daemon.fake_upstream" not in argv:
+            continue
+        if b"--port" in argv and int(argv[argv.index(b"--port") + 1]) in ports:
+            found.append(int(entry))
+    return found
+
+
+async def _arrivals(scheduler: str) -> tuple[list[str], int, int]:
+    """Send A B C A B C (30 ms apart) to cold models; completion order, loads, max resident."""
+    models = {m: {"cmd": fake_cmd(load_time=0.1, decode_tps=200)} for m in "ABC"}
+    config = make_config(models, scheduler=scheduler)
+    async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{daemon.port}"
+        done: list[str] = []
+        most = 0
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            nonlocal most
+            while not stop.is_set():
+                async with http.get(base + "/running") as r:
+                    most = max(most, len((await r.json())["running"]))
+                await asyncio.sleep(0.01)
+
+        async def one(i: int, model: str) -> None:
+            await asyncio.sleep(0.03 * i)
+            async with http.post(base + CHAT, json={"model": model, "max_tokens": 4}) as r:
+                assert r.status == 200
+                await r.read()
+            done.append(f"{model}{i}")
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.gather(*(one(i, m) for i, m in enumerate("ABCABC")))
+        stop.set()
+        await watcher
+        loads = sum(p.generation for p in daemon.runtime.router.processes.values())
+        return done, loads, most
+
+
+async def test_serial_completes_in_arrival_order_with_one_model_resident() -> None:
+    done, loads, most = await _arrivals("serial")
+    assert done == ["A0", "B1", "C2", "A3", "B4", "C5"]
+    assert loads == 6
+    assert most == 1
+
+
+async def test_fifo_batches_same_model_requests() -> None:
+    done, loads, _ = await _arrivals("fifo")
+    assert done == ["A0", "A3", "B1", "B4", "C2", "C5"]
+    assert loads == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", ["serial", "fifo"])
+async def test_load_2000_requests_64_clients_3_models(scheduler: str) -> None:
+    total, clients = 2000, 64
+    names = ["red", "green", "blue"]
+    models = {
+        m: {"cmd": fake_cmd(load_time=0.0, decode_tps=20000, parallel=64), "concurrencyLimit": 100}
+        for m in names
+    }
+    config = make_config(models, scheduler=scheduler)
+    ports = {m.port for m in config.models.values() if m.port is not None}
+    answers: dict[int, int] = {}
+    statuses: dict[int, int] = {}
+
+    def model_of(i: int) -> str:
+        if i % 250 == 125:
+            return names[(i // 250) % 3]  # an interloper now and then forces extra swaps
+        return names[min(2, i * 3 // total)]
+
+    async with running_daemon(config) as daemon:
+        base = f"http://127.0.0.1:{daemon.port}"
+        counter = iter(range(total))
+        most_resident = 0
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(
+            timeout=timeout, connector=aiohttp.TCPConnector(limit=clients + 2)
+        ) as http:
+
+            async def client() -> None:
+                for i in counter:
+                    body = {"model": model_of(i), "max_tokens": 1 + i % 3, "stream": i % 4 == 0}
+                    async with http.post(base + CHAT, json=body) as r:
+                        text = await r.text()
+                    answers[i] = answers.get(i, 0) + 1
+                    statuses[i] = r.status
+                    if r.status == 200 and not body["stream"]:
+                        assert f'"completion_tokens": {1 + i % 3}' in text
+                    elif r.status == 200:
+                        assert text.endswith("data: [DONE]\n\n")
+
+            async def watch() -> None:
+                nonlocal most_resident
+                while True:
+                    most_resident = max(most_resident, len(daemon.runtime.running()))
+                    await asyncio.sleep(0.005)
+
+            started = time.monotonic()
+            watcher = asyncio.create_task(watch())
+            await asyncio.wait_for(asyncio.gather(*(client() for _ in range(clients))), 120)
+            watcher.cancel()
+            elapsed = time.monotonic() - started
+        host = daemon.runtime.host
+        assert host.in_flight() == 0 and host.waiting() == 0
+        loads = sum(p.generation for p in daemon.runtime.router.processes.values())
+    print(f"{scheduler}: {total} requests in {elapsed:.1f}s, {loads} loads")
+    assert sorted(answers) == list(range(total))
+    assert set(answers.values()) == {1}
+    assert set(statuses.values()) == {200}
+    assert most_resident == 1  # one default exclusive group: never two models at once
+    assert _fake_upstreams_on(ports) == []
