@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Any
 
 import pytest
@@ -701,3 +702,18 @@ def test_parse_config_env_and_nulls() -> None:
     assert c.models["m"].cmd == ("srv", "--fast", "--port", "5800")
     with pytest.raises(ConfigError, match="environment variable 'BIN_ARG' is not set"):
         parse_config({"models": {"m": {"cmd": "srv ${env.BIN_ARG}"}}}, env={})
+
+
+def test_cmd_stop_multiline_is_shell_splittable() -> None:
+    c = cfg(
+        "models:\n  m:\n    cmd: srv ${PORT}\n    cmdStop: |\n      # graceful\n      docker stop \\\n        --time 5 ${MODEL_ID}\n"
+    )
+    assert shlex.split(c.models["m"].cmd_stop) == ["docker", "stop", "--time", "5", "m"]
+
+
+@pytest.mark.parametrize("where", ["metadata: {a: [.nan]}", "filters: {setParams: {t: .inf}}"])
+def test_non_finite_numbers_rejected_in_json_bound_values(where: str) -> None:
+    msg = err(f"models:\n  m:\n    cmd: srv ${{PORT}}\n    {where}\n")
+    assert re.match(
+        r"^models\.m\.(metadata\.a\[0\]|filters\.setParams\.t): must be a finite number", msg
+    )

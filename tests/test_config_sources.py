@@ -186,3 +186,11 @@ def test_env_quotes_are_escaped_like_llama_swap(tmp_path: Path) -> None:
     f = write(tmp_path / "c.yaml", MODEL_A + '    description: "${env.D}"\n')
     cfg = load_config(f, env={"D": 'say "hi" \\o/'})
     assert cfg.models["a"].description == 'say "hi" \\o/'
+
+
+def test_env_scan_of_alias_bomb_is_bounded(tmp_path: Path) -> None:
+    lines = ["a0: &a0 ['${env.HOME}', x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]")
+    f = write(tmp_path / "bomb.yaml", "\n".join(lines) + "\n")
+    assert "config too large" in load_err(f, env={"HOME": "/h"})

@@ -212,6 +212,18 @@ def _opt(raw: Mapping[str, Any], key: str) -> Any:
     return raw.get(key)
 
 
+def _json_safe(value: Any, path: str) -> None:
+    """Metadata and setParams end up in JSON bodies: NaN/Infinity would make them invalid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: must be a finite number, got {_fmt(value)}")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _json_safe(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _json_safe(v, f"{path}[{i}]")
+
+
 # ---------------------------------------------------------------------------------------------
 # commands
 
@@ -221,8 +233,8 @@ def strip_comment_lines(text: str) -> str:
     return "\n".join(line for line in text.split("\n") if not line.strip().startswith("#"))
 
 
-def split_command(text: str, path: str) -> tuple[str, ...]:
-    """Multi-line command -> argv: comment lines dropped, trailing ``\\`` joins lines, POSIX shlex."""
+def join_continuations(text: str) -> str:
+    """Drop comment lines and turn trailing-``\\`` continuations into spaces (llama-swap rules)."""
     lines = []
     for line in text.split("\n"):
         trimmed = line.strip()
@@ -232,8 +244,13 @@ def split_command(text: str, path: str) -> tuple[str, ...]:
             lines.append(trimmed[:-1] + " ")
         else:
             lines.append(line)
+    return "\n".join(lines)
+
+
+def split_command(text: str, path: str) -> tuple[str, ...]:
+    """Multi-line command -> argv: comment lines dropped, trailing ``\\`` joins lines, POSIX shlex."""
     try:
-        argv = shlex.split("\n".join(lines), posix=True)
+        argv = shlex.split(join_continuations(text), posix=True)
     except ValueError as exc:
         raise ConfigError(f"{path}: cannot split command: {exc}") from None
     if not argv:
@@ -555,7 +572,7 @@ def _finish_model(
         )
 
     cmd = split_command(fields["cmd"], f"{path}.cmd") if has_cmd else ()
-    cmd_stop = fields.get("cmdStop", "").strip()
+    cmd_stop = join_continuations(fields.get("cmdStop", "")).strip()
 
     proxy = fields["proxy"]
     if proxy:
@@ -637,6 +654,8 @@ def _finish_model(
         del set_params[name]
 
     metadata = _mapping(fields.get("metadata"), f"{path}.metadata")
+    _json_safe(metadata, f"{path}.metadata")
+    _json_safe(set_params, f"{path}.filters.setParams")
 
     model_sls = fields.get("sendLoadingState")
     sls = send_loading_state if model_sls is None else _bool(model_sls, f"{path}.sendLoadingState")

@@ -191,17 +191,23 @@ def _env_value(name: str, env: Mapping[str, str] | None, source: str) -> str:
 
 
 def _strings_in(value: Any) -> list[str]:
+    """Every string in a parsed tree; each shared (anchored) container is visited once."""
     out: list[str] = []
+    seen: set[int] = set()
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
             out.append(item)
-        elif isinstance(item, Mapping):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
+        elif isinstance(item, Mapping | list | tuple):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            if isinstance(item, Mapping):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            else:
+                stack.extend(item)
     return out
 
 
@@ -215,10 +221,10 @@ def substitute_env_text(text: str, source: str, env: Mapping[str, str] | None) -
     if "${env." not in text:
         return text
     try:
-        parsed = yaml.load(text, Loader=_StrictLoader)
+        parsed = yaml.safe_load(text)
         used_in = "\n".join(_strings_in(parsed))
-    except (yaml.YAMLError, RecursionError):
-        used_in = text  # let the user see the env error rather than a confusing YAML error
+    except Exception:  # best effort: any YAML problem is reported by the real parse afterwards
+        used_in = text  # so the user sees the env error rather than a confusing YAML error
     names = list(dict.fromkeys(ENV_MACRO_RE.findall(used_in)))
     for name in names:
         value = _env_value(name, env, source)
