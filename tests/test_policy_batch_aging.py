@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -108,6 +109,34 @@ def test_urgency_blocks_joining_a_load_of_a_model_it_must_evict() -> None:
     assert h.host.granted_ids() == ["a0"], "a1 must not ride on A's load past the urgent b0"
     h.finish("a0")
     assert loads(h) == ["A", "B"]
+
+
+def _trickle_with_b_queue(h: Harness, seconds: int) -> None:
+    """A serves a trickle (one request at a time, back to back); ten B requests wait."""
+    h.request("a0", "A")
+    ready_now(h, "A")
+    for i in range(10):
+        h.request(f"b{i}", "B")
+    for t in range(1, seconds):
+        h.advance(1.0)
+        h.request(f"a{t}", "A")
+        h.finish(f"a{t - 1}")
+        if len(loads(h)) > 1:
+            return
+
+
+def test_switch_ratio_drains_a_trickling_model_once_the_waiting_batch_outweighs_its_load() -> None:
+    """Response ratio of B's batch = (10 t + 10 s) / (30 s load + 10 s work): 4 at t = 15 s."""
+    h = harness("A", "B", maxWait=1000.0, minResident=0, switchRatio=4, loadCost={"B": 30.0})
+    _trickle_with_b_queue(h, 40)
+    assert loads(h) == ["A", "B"]
+    assert h.clock.now() == pytest.approx(15.0)
+
+
+def test_switch_ratio_off_leaves_only_the_max_wait_bound() -> None:
+    h = harness("A", "B", maxWait=1000.0, minResident=0, switchRatio=0, loadCost={"B": 30.0})
+    _trickle_with_b_queue(h, 40)
+    assert loads(h) == ["A"]
 
 
 def test_min_residency_keeps_a_fresh_model_serving_its_work() -> None:
@@ -341,6 +370,8 @@ def test_request_for_an_aborted_load_starts_a_fresh_one() -> None:
         ({"minResident": -1}, "batch-aging.minResident: must be a finite number >= 0"),
         ({"defaultLoadCost": float("inf")}, "batch-aging.defaultLoadCost: must be a finite"),
         ({"maxwait": 3}, "batch-aging.maxwait: unknown setting"),
+        ({"switchRatio": 0.5}, "batch-aging.switchRatio: must be 0 (off) or a finite number >= 1"),
+        ({"switchRatio": None}, "batch-aging.switchRatio: must be a number"),
         ({"priority": {"Z": 1}}, "batch-aging.priority.Z: no such model"),
         ({"priority": {"A": 1.5}}, "batch-aging.priority.A: must be an integer"),
         ({"priority": ["A"]}, "batch-aging.priority: must map model ids"),
@@ -349,9 +380,7 @@ def test_request_for_an_aborted_load_starts_a_fresh_one() -> None:
     ],
 )
 def test_bad_settings_name_the_key_and_say_why(settings: dict[str, Any], message: str) -> None:
-    with pytest.raises(
-        ValueError, match="routing.scheduler.settings." + message.replace(".", r"\.")
-    ):
+    with pytest.raises(ValueError, match=re.escape("routing.scheduler.settings." + message)):
         BatchAgingSettings.parse(settings, ["A"])
 
 

@@ -43,6 +43,7 @@ DEFAULTS: Mapping[str, float] = {
     "minResident": 10.0,
     "defaultLoadCost": 10.0,
     "defaultServiceTime": 1.0,
+    "switchRatio": 4.0,
 }
 _EWMA = 0.3
 """Weight of the newest observation in the load-time and service-time estimates."""
@@ -58,6 +59,7 @@ class BatchAgingSettings:
     min_resident: float = DEFAULTS["minResident"]
     default_load_cost: float = DEFAULTS["defaultLoadCost"]
     default_service_time: float = DEFAULTS["defaultServiceTime"]
+    switch_ratio: float = DEFAULTS["switchRatio"]
     priority: Mapping[str, int] = field(default_factory=dict)
     load_cost: Mapping[str, float] = field(default_factory=dict)
 
@@ -82,6 +84,17 @@ class BatchAgingSettings:
             if not math.isfinite(number) or number < 0 or (positive and number == 0):
                 need = "> 0" if positive else ">= 0"
                 raise ValueError(f"{where}.{key}: must be a finite number {need}, got {value!r}")
+            return number
+
+        def ratio(key: str) -> float:
+            value = raw.get(key, DEFAULTS[key])
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{where}.{key}: must be a number, got {value!r}")
+            number = float(value)
+            if not math.isfinite(number) or (number != 0 and number < 1):
+                raise ValueError(
+                    f"{where}.{key}: must be 0 (off) or a finite number >= 1, got {value!r}"
+                )
             return number
 
         def per_model(key: str) -> Mapping[str, Any]:
@@ -115,6 +128,7 @@ class BatchAgingSettings:
             min_resident=seconds("minResident", positive=False),
             default_load_cost=seconds("defaultLoadCost", positive=False),
             default_service_time=seconds("defaultServiceTime", positive=True),
+            switch_ratio=ratio("switchRatio"),
             priority=priority,
             load_cost=load_cost,
         )
@@ -252,6 +266,7 @@ class BatchAgingScheduler:
             "in_flight": dict(self._in_flight),
             "reserved": dict(self._admission.reserved),
             "urgent": self._urgent(now),
+            "claims": self._ranked(now, set(self._effects.running_models()) | set(self._active))[1],
             "load_estimate": {m: self.load_cost(m) for m in sorted(self._load_estimate)},
         }
 
@@ -281,11 +296,23 @@ class BatchAgingScheduler:
             return 0.0
         waited = len(queue) * now - self._arrival_sum.get(model, 0.0)
         work = len(queue) * self.service_time(model)
-        resident = self._effects.model_state(model) is ProcessState.READY and not self._eviction(
+        return (max(waited, 0.0) + work) / max(self._load_for(model, present) + work, _TINY)
+
+    def _load_for(self, model: str, present: set[str]) -> float:
+        """0 when ``model`` is ready to serve without evicting anything, else its load cost."""
+        if self._effects.model_state(model) is ProcessState.READY and not self._eviction(
             model, present
-        )
-        load = 0.0 if resident else self.load_cost(model)
-        return (max(waited, 0.0) + work) / max(load + work, _TINY)
+        ):
+            return 0.0
+        return self.load_cost(model)
+
+    def _due_at(self, model: str, present: set[str]) -> float:
+        """When the batch's response ratio reaches ``switchRatio`` (it grows linearly in time)."""
+        queue = self._queues[model]
+        q = len(queue)
+        work = q * self.service_time(model)
+        cost = max(self._load_for(model, present) + work, _TINY)
+        return (self.settings.switch_ratio * cost - work + self._arrival_sum.get(model, 0.0)) / q
 
     def _eviction(self, model: str, present: set[str]) -> tuple[str, ...]:
         """Models to stop before ``model`` may load, given what runs or loads (``present``)."""
@@ -300,19 +327,32 @@ class BatchAgingScheduler:
         ]
         return [model for _, model in sorted(due)]
 
-    def _ranked(self, now: float, present: set[str]) -> list[str]:
-        """Urgent models first (oldest first), then by priority, response ratio and age."""
+    def _ranked(self, now: float, present: set[str]) -> tuple[list[str], list[str]]:
+        """(every waiting model in service order, the models that claim the GPU now).
+
+        Order: urgent models (oldest first), then by priority, response ratio and age. A claim is
+        made by every urgent model and, after them, by every model that needs a load and whose
+        response ratio reached ``switchRatio``: its waiting outweighs its load cost enough to
+        drain the resident model early (the soft, cost-aware trigger; ``maxWait`` is the hard one).
+        """
         urgent = self._urgent(now)
-        rest = [m for m, q in self._queues.items() if q and m not in urgent]
-        rest.sort(
+        ratios = {
+            m: self.response_ratio(m, now, present)
+            for m, q in self._queues.items()
+            if q and m not in urgent
+        }
+        rest = sorted(
+            ratios,
             key=lambda m: (
                 -self.settings.priority.get(m, 0),
-                -self.response_ratio(m, now, present),
+                -ratios[m],
                 self._queues[m][0].arrival,
                 m,
-            )
+            ),
         )
-        return urgent + rest
+        switch = self.settings.switch_ratio
+        due = [m for m in rest if switch and ratios[m] >= switch and self._load_for(m, present) > 0]
+        return urgent + rest, urgent + due
 
     def _protected(self, model: str, now: float) -> bool:
         """Minimum residency: loaded recently and still has work, so it may not be drained."""
@@ -334,10 +374,10 @@ class BatchAgingScheduler:
             return False
         now = self._effects.now()
         present = set(self._effects.running_models()) | set(self._active)
-        ranked = self._ranked(now, present)
+        ranked, claims = self._ranked(now, present)
         head: str | None = None
         blocked: set[str] = set()
-        for model in self._urgent(now):
+        for model in claims:
             if model not in self._active:
                 head = model
                 blocked = {m for m in self._eviction(model, present) if not self._protected(m, now)}
@@ -372,7 +412,7 @@ class BatchAgingScheduler:
             self._swapper.on_swap_start(model, evict)
             self._effects.start_swap(model, evict)
         self._abandon_unwanted_loads()
-        self._reschedule(now)
+        self._reschedule(now, present)
         if changed:
             self._publish_queue()
         return changed
@@ -401,14 +441,19 @@ class BatchAgingScheduler:
                 swap.aborted = True
                 self._effects.cancel_swap(model)
 
-    def _reschedule(self, now: float) -> None:
-        """One timer at the next moment a rule changes its verdict: a max wait or a residency ends."""
+    def _reschedule(self, now: float, present: set[str]) -> None:
+        """One timer at the next moment a rule changes its verdict: a max wait ends, a response
+        ratio reaches ``switchRatio``, or a residency ends."""
         when = math.inf
-        for queue in self._queues.values():
+        for model, queue in self._queues.items():
             if queue:
                 due = queue[0].arrival + self.settings.max_wait
                 if due > now:
                     when = min(when, due)
+                if self.settings.switch_ratio and model not in self._active:
+                    soon = self._due_at(model, present)
+                    if soon > now:
+                        when = min(when, soon)
         for model, since in self._resident_since.items():
             end = since + self.settings.min_resident
             if end > now and self._protected(model, now):
@@ -446,7 +491,7 @@ class BatchAgingScheduler:
         now = self._effects.now()
         present = set(self._effects.running_models()) | set(self._active)
         line: list[Request] = []
-        for model in self._ranked(now, present):
+        for model in self._ranked(now, present)[0]:
             line.extend(self._queues[model])
         self._effects.queue_changed(line)
 
