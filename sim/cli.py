@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sim.report import table_rows
@@ -112,13 +113,22 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     console = Console(width=None if sys.stdout.isatty() else 200)
     err = Console(stderr=True)
+    if (args.bless or args.check_golden) and (
+        not args.ci or args.trace or args.schedulers or args.seed is not None
+    ):
+        print(
+            "error: --bless/--check-golden need --ci and the scenario's own trace, "
+            "schedulers and seed",
+            file=sys.stderr,
+        )
+        return 2
     try:
         scenario = load_scenario(args.scenario)
         if args.schedulers:
             check_schedulers(args.schedulers, "--scheduler")
         trace = trace_from_file(args.trace) if args.trace else scenario.load_trace(ci=args.ci)
     except (ScenarioError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     out = args.out or Path("reports") / scenario.name
     show_progress = not args.quiet and sys.stderr.isatty()
@@ -129,15 +139,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
         _print_table(console, experiment.summary)
         for o in experiment.outcomes:
             mark = "[green]PASS[/green]" if o.passed else "[red]FAIL[/red]"
-            console.print(f"{mark} {o.text}  [dim]{o.detail}[/dim]", highlight=False)
+            console.print(
+                f"{mark} {escape(o.text)}  [dim]{escape(o.detail)}[/dim]", highlight=False
+            )
         console.print(f"Report: {report}  (summary.json, per-scheduler CSVs and plots in {out}/)")
     status = 0 if experiment.passed else 1
     if args.bless or args.check_golden:
-        if not args.ci or args.trace or args.schedulers or args.seed is not None:
-            err.print(
-                "[red]error:[/red] --bless/--check-golden need --ci and the scenario's own trace, schedulers and seed"
-            )
-            return 2
         target = golden.golden_path(args.scenario, scenario.name)
         changes = (
             golden.bless(target, experiment.summary)
@@ -147,7 +154,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         verb = "blessed" if args.bless else ("DIFFERS" if changes else "matches golden")
         console.print(f"{target}: {verb}")
         for line in changes:
-            console.print(f"  {line}", highlight=False)
+            console.print(f"  {escape(line)}", highlight=False)
         if changes and args.check_golden:
             status = 1
     return status

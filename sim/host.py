@@ -65,12 +65,12 @@ class SimClock:
         self.sink: Callable[[object], None] = _no_sink
 
     def now(self) -> float:
-        return self.env.now
+        return self.env._now  # the property costs a call per read on the hot path
 
     def call_at(self, when: float, event: object) -> _Timer:
         timer = _Timer(event, self.sink)
         env = self.env
-        env.timeout(max(0.0, when - env.now)).callbacks.append(timer.fire)
+        env.timeout(max(0.0, when - env._now)).callbacks.append(timer.fire)
         return timer
 
 

@@ -174,7 +174,7 @@ def import_alibaba(paths: Sequence[str | Path], succeeded_only: bool = False) ->
                     continue
                 where = f"{path}:{lineno}"
                 arrival.append(_azure_time(row["gmt_create"], where))
-                names.append(row["checkpoint_model_version_id"])
+                names.append(row["checkpoint_model_version_id"] or "unknown")
                 try:
                     service.append(float(row["exec_time_seconds"]))
                 except ValueError:

@@ -131,8 +131,12 @@ class Trace:
         return self.take(np.argsort(self.arrival, kind="stable"))
 
     def drop_unused_models(self) -> Trace:
-        used = sorted({self.models[i] for i in np.unique(self.model).tolist()})
-        return self.with_models(used) if used != self.models else self
+        used = np.unique(self.model)
+        if len(used) == len(self.models):
+            return self
+        remap = np.full(len(self.models), -1, dtype=np.int32)
+        remap[used] = np.arange(len(used), dtype=np.int32)
+        return self.replace(model=remap[self.model], models=[self.models[i] for i in used.tolist()])
 
     def model_names(self) -> list[str]:
         return [self.models[i] for i in self.model.tolist()]

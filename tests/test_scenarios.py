@@ -1,0 +1,229 @@
+"""CI regression on scheduling behaviour: every ``scenarios/*.yaml`` runs (CI-scaled), its
+``expect:`` block must hold and its summary must match ``scenarios/golden/<name>.json``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sim.expect import ExpectError, evaluate
+from sim.experiment import Experiment, run_experiment
+from sim.golden import bless, compare, golden_path, golden_payload
+from sim.scenario import Scenario, ScenarioError, TraceMissingError, load_scenario, parse_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
+
+
+@functools.cache
+def ci_run(path: Path) -> tuple[Scenario, Experiment]:
+    scenario = load_scenario(path)
+    try:
+        trace = scenario.load_trace(ci=True)
+    except TraceMissingError as exc:
+        pytest.skip(f"{path.name}: {exc}")
+    return scenario, run_experiment(scenario, trace)
+
+
+def test_there_is_a_scenario_per_real_trace() -> None:
+    formats = set()
+    for path in SCENARIOS:
+        trace = yaml.safe_load(path.read_text())["trace"]
+        formats.add(trace.get("format", "synthetic" if "synthetic" in trace else "?"))
+    assert {"synthetic", "azure", "mooncake", "alibaba", "servegen"} <= formats
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_scenario_expectations_hold(path: Path) -> None:
+    scenario, experiment = ci_run(path)
+    assert scenario.expect, f"{path.name} has no expect: block"
+    failed = [f"{o.text}: {o.detail}" for o in experiment.outcomes if not o.passed]
+    assert not failed, "\n".join(failed)
+    assert len(experiment.outcomes) == len(scenario.expect)
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_scenario_matches_golden(path: Path) -> None:
+    scenario, experiment = ci_run(path)
+    differences = compare(golden_path(path, scenario.name), experiment.summary)
+    assert not differences, (
+        f"scheduling behaviour of {path.name} changed (re-bless with "
+        f"`python -m sim.golden --bless {path.relative_to(ROOT)}` if intended):\n  "
+        + "\n  ".join(differences)
+    )
+
+
+def test_changed_behaviour_fails_with_a_readable_diff(tmp_path: Path) -> None:
+    path = ROOT / "scenarios" / "default.yaml"
+    scenario, experiment = ci_run(path)
+    golden = json.loads(golden_path(path, scenario.name).read_text())
+    golden["results"]["fifo"]["swaps"] += 3
+    golden["results"]["serial"]["latency"]["p99"] *= 1.01
+    perturbed = tmp_path / "default.json"
+    perturbed.write_text(json.dumps(golden))
+    differences = compare(perturbed, experiment.summary)
+    swaps = experiment.summary["results"]["fifo"]["swaps"]
+    assert f"results.fifo.swaps: golden {swaps + 3}, now {swaps}" in differences
+    assert any(d.startswith("results.serial.latency.p99: golden ") for d in differences)
+    assert len(differences) == 2
+    # within tolerance is not a difference
+    golden = golden_payload(experiment.summary)
+    golden["results"]["fifo"]["latency"]["mean"] *= 1 + 1e-9
+    perturbed.write_text(json.dumps(golden))
+    assert compare(perturbed, experiment.summary) == []
+
+
+def test_bless_command_rewrites_and_shows_the_diff(tmp_path: Path) -> None:
+    scenarios = tmp_path / "scenarios"
+    scenarios.mkdir()
+    shutil.copy(ROOT / "scenarios" / "default.yaml", scenarios / "default.yaml")
+    (scenarios / "golden").mkdir()
+    data = json.loads((ROOT / "scenarios" / "golden" / "default.json").read_text())
+    data["results"]["serial"]["swaps"] = 1
+    (scenarios / "golden" / "default.json").write_text(json.dumps(data))
+    check = subprocess.run(
+        [sys.executable, "-m", "sim.golden", str(scenarios / "default.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert check.returncode == 1 and "results.serial.swaps: golden 1, now" in check.stdout
+    blessed = subprocess.run(
+        [sys.executable, "-m", "sim.golden", "--bless", str(scenarios / "default.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert blessed.returncode == 0 and "results.serial.swaps: golden 1, now" in blessed.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "sim.golden", str(scenarios / "default.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert again.returncode == 0 and ": ok" in again.stdout
+
+
+def test_bless_function_reports_new_file(tmp_path: Path) -> None:
+    _, experiment = ci_run(ROOT / "scenarios" / "default.yaml")
+    target = tmp_path / "g.json"
+    assert bless(target, experiment.summary) == ["(new golden file)"]
+    assert bless(target, experiment.summary) == []
+    assert "sim_wall_seconds" not in target.read_text()
+
+
+# ---------------------------------------------------------------------- scenario validation
+
+
+def base() -> dict:
+    return {
+        "name": "t",
+        "config": {"models": {"A": {}, "B": {}}},
+        "trace": {"synthetic": {"duration": 10, "rate": 1, "models": ["A", "B"]}},
+        "schedulers": ["serial", "fifo"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"colour": 1}, r"unknown keys \['colour'\]"),
+        ({"schedulers": ["lifo"]}, r"unknown schedulers \['lifo'\]"),
+        ({"timing": {"C": {}}}, r"timing for unknown models \['C'\]"),
+        ({"timing": {"A": {"parallel": 0}}}, r"timing.A.parallel"),
+        ({"timing": {"default": {"load_time": {"kind": "zeta"}}}}, r"load_time.kind"),
+        ({"trace": {"bogus": 1}}, r"trace: unknown keys \['bogus'\]"),
+        ({"seed": "x"}, r"seed must be an integer"),
+        ({"config": {"models": {}}}, r"models"),
+        ({"expect": "a == b"}, r"expect must be a list"),
+        ({"name": "a b"}, r"name must be"),
+    ],
+)
+def test_bad_scenarios_name_the_key(change: dict, message: str) -> None:
+    data = {**base(), **change}
+    with pytest.raises(ScenarioError, match=message):
+        scenario = parse_scenario(data, Path("bad.yaml"))
+        scenario.load_trace()
+
+
+def test_missing_trace_file_is_reported_as_missing(tmp_path: Path) -> None:
+    data = {**base(), "trace": {"file": "../nowhere/trace.csv", "format": "azure"}}
+    scenario = parse_scenario(data, tmp_path / "s.yaml")
+    with pytest.raises(TraceMissingError, match="trace file not found"):
+        scenario.load_trace()
+
+
+def test_group_config_in_daemon_schema() -> None:
+    data = {
+        **base(),
+        "config": {
+            "healthCheckTimeout": 5,
+            "models": {"A": {"ttl": 30, "concurrencyLimit": 3}, "B": None},
+            "groups": {"g": {"members": ["A", "B"], "swap": False}},
+            "routing": {"scheduler": {"use": "fifo", "settings": {"fifo": {"priority": {"A": 2}}}}},
+        },
+    }
+    scenario = parse_scenario(data, Path("g.yaml"))
+    spec = scenario.spec
+    assert spec.models["A"].ttl == 30 and spec.models["A"].concurrency_limit == 3
+    assert spec.groups[0].members == ("A", "B") and not spec.groups[0].swap
+    assert spec.health_check_timeout == 15  # raised to the llama-swap minimum
+    assert spec.settings_for("fifo")["priority"] == {"A": 2}
+
+
+# ---------------------------------------------------------------------- expect grammar
+
+
+VALUES = {
+    "fifo": {"swaps": 10, "latency": {"p99": 30.5}, "none": None, "name": "x"},
+    "serial": {"swaps": 20, "order_violations": 0},
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "passed"),
+    [
+        ("serial.order_violations == 0", True),
+        ("fifo.swaps <= serial.swaps", True),
+        ("fifo.swaps * 2 >= serial.swaps", True),
+        ("fifo.swaps > 0.6 * serial.swaps", False),
+        ("fifo.latency.p99 < 30", False),
+        ("(fifo.swaps + serial.swaps) / 3 == 10", True),
+        ("-fifo.swaps < 0", True),
+        ("1e1 == fifo.swaps", True),
+        ("fifo.swaps != 10", False),
+    ],
+)
+def test_expect_grammar(text: str, passed: bool) -> None:
+    assert evaluate(text, VALUES).passed is passed
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "fifo.swap == 1",
+            r"unknown metric 'fifo.swap' \(available here: latency, name, none, swaps\)",
+        ),
+        ("fifo.swaps", "incomplete expression"),
+        ("fifo.swaps 3", "expected a comparison"),
+        ("__import__('os').system('true') == 0", "unexpected character"),
+        ("fifo.none == 1", "has no value"),
+        ("fifo.name == 1", "is not a number"),
+        ("fifo.swaps / 0 == 1", "division by zero"),
+        ("fifo.swaps == 1 == 1", "unexpected '=='"),
+    ],
+)
+def test_expect_errors(text: str, message: str) -> None:
+    with pytest.raises(ExpectError, match=message):
+        evaluate(text, VALUES)

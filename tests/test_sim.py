@@ -1,0 +1,281 @@
+"""The SimPy host driving the real core: timing, slots, faults, cancels, metrics, determinism."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llamaswap.cli import main
+from llamaswap.core.spec import ModelSpec, RoutingSpec
+from llamaswap.timing import TimingProfile
+from sim.host import CANCELLED, ERROR, OK, REJECTED
+from sim.metrics import jain, order_violations, summarize
+from sim.run import simulate
+from sim.synthetic import synthetic_trace
+from sim.trace import Trace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def profile(**kwargs: object) -> TimingProfile:
+    base = {"load_time": 2.0, "unload_time": 0.5}
+    base.update(kwargs)
+    return TimingProfile.parse(base)
+
+
+def run(trace: Trace, scheduler: str = "fifo", spec: RoutingSpec | None = None, **timing: object):
+    spec = spec or RoutingSpec(models={m: ModelSpec(m) for m in trace.models})
+    profiles = {m: profile(**timing) for m in spec.models}
+    record, wall = simulate(spec, scheduler, trace, profiles, seed=1)
+    return record, summarize(record, trace, wall)
+
+
+def test_single_model_timeline_is_exact() -> None:
+    trace = Trace.build([0.0, 1.0, 10.0], ["A"] * 3, service_time=[3.0, 3.0, 3.0])
+    record, summary = run(trace, parallel=1)
+    # load 0..2, r0 2..5, r1 waits for the slot 5..8, r2 10..13 (model stays loaded)
+    assert list(record.start) == [2.0, 5.0, 10.0]
+    assert list(record.end) == [5.0, 8.0, 13.0]
+    assert summary["swaps"] == 1 and summary["completed"] == 3
+    assert summary["wait"]["max"] == 4.0
+    assert summary["latency"]["p50"] == 5.0 and summary["latency"]["max"] == 7.0
+    assert record.swaps == [[0.0, 2.0, "A", "", 1]]
+
+
+def test_service_time_from_the_shared_timing_formula() -> None:
+    trace = Trace.build([0.0], ["A"], prompt_tokens=[1000], output_tokens=[50])
+    timing = {"ttft_overhead": 0.5, "prefill_tps": 1000, "decode_tps": 25}
+    record, _ = run(trace, **timing)
+    expected = profile(**timing).service_time(1000, 50)  # 0.5 + 1 + 2
+    assert expected == 3.5
+    assert record.end[0] - record.start[0] == pytest.approx(expected)
+
+
+def test_parallel_slots_serve_concurrently() -> None:
+    trace = Trace.build([0.0] * 4, ["A"] * 4, service_time=[5.0] * 4)
+    record, summary = run(trace, parallel=2)
+    assert sorted(record.start) == [2.0, 2.0, 7.0, 7.0]
+    assert summary["max_in_flight"] == 4  # all four granted by fifo, two wait for a slot
+
+
+def test_serial_orders_strictly_and_keeps_one_model() -> None:
+    trace = synthetic_trace(
+        {"duration": 600, "rate": 0.5, "models": ["A", "B", "C"], "zipf": 0.5}, seed=3
+    )
+    _, serial = run(trace, "serial", parallel=4)
+    _, fifo = run(trace, "fifo", parallel=4)
+    assert serial["order_violations"] == 0
+    assert serial["max_in_flight"] == 1 and serial["max_resident_models"] == 1
+    assert fifo["max_in_flight"] > 1  # fifo batches same-model requests
+    assert fifo["swaps"] <= serial["swaps"]
+    for result in (serial, fifo):
+        assert (
+            result["completed"] + result["errors"] + result["rejected"] + result["cancelled"]
+            == result["requests"]
+        )
+
+
+def test_groups_let_models_share_the_gpu() -> None:
+    trace = Trace.build([0.0, 0.1, 10.0, 10.1], ["A", "B", "A", "B"], service_time=[1.0] * 4)
+    from llamaswap.core.spec import GroupSpec
+
+    spec = RoutingSpec(
+        models={m: ModelSpec(m) for m in "AB"},
+        groups=(GroupSpec("both", ("A", "B"), swap=False),),
+    )
+    _, fifo = run(trace, "fifo", spec=spec)
+    _, serial = run(trace, "serial", spec=spec)
+    assert fifo["max_resident_models"] == 2 and fifo["swaps"] == 2
+    assert serial["max_resident_models"] == 1 and serial["swaps"] == 4
+
+
+def test_cancel_after_uses_the_core_cancel_path() -> None:
+    # The load takes 30 s; request 1 gives up after 5 s, request 0 waits.
+    trace = Trace.build([0.0, 0.0], ["A", "A"], service_time=[1.0, 1.0], cancel_after=[np.nan, 5.0])
+    record, summary = run(trace, "serial", load_time=30.0)
+    assert list(record.status) == [OK, CANCELLED]
+    assert record.end[1] == 5.0 and summary["cancelled"] == 1
+    assert summary["completed"] == 1
+
+
+def test_cancel_after_grant_is_a_no_op() -> None:
+    trace = Trace.build([0.0], ["A"], service_time=[10.0], cancel_after=[3.0])
+    record, _ = run(trace, load_time=1.0)
+    assert list(record.status) == [OK]  # granted at t=1, before the client's 3 s patience
+
+
+def test_load_failures_fail_waiters_and_are_recorded() -> None:
+    trace = Trace.build([0.0, 1.0, 50.0], ["A"] * 3, service_time=[1.0] * 3)
+    record, summary = run(trace, load_failure_prob=1.0)
+    assert list(record.status) == [ERROR] * 3
+    assert set(record.error.values()) == {"load_failed"}
+    assert summary["failed_loads"] == summary["swaps"] >= 2
+    assert all(row[4] == 0 for row in record.swaps)
+
+
+def test_crashes_abort_in_flight_requests_exactly_once() -> None:
+    trace = Trace.build(np.arange(0.0, 200.0, 2.0), ["A"] * 100, service_time=[5.0] * 100)
+    record, summary = run(trace, parallel=4, crash_rate=0.05)
+    assert summary["errors"] > 0 and "upstream_crashed" in record.error.values()
+    assert summary["completed"] + summary["errors"] + summary["rejected"] == 100
+    assert summary["swaps"] > 1  # the model was reloaded after each crash
+
+
+def test_ttl_unloads_idle_model() -> None:
+    trace = Trace.build([0.0, 100.0], ["A", "A"], service_time=[1.0, 1.0])
+    spec = RoutingSpec(models={"A": ModelSpec("A", ttl=10.0)})
+    record, summary = run(trace, spec=spec)
+    assert summary["swaps"] == 2  # unloaded at t=13, loaded again at t=100
+    assert record.start[1] == 102.0
+
+
+def test_over_limit_is_rejected() -> None:
+    trace = Trace.build([0.0] * 5, ["A"] * 5, service_time=[1.0] * 5)
+    spec = RoutingSpec(models={"A": ModelSpec("A", concurrency_limit=2)})
+    record, summary = run(trace, spec=spec)
+    assert summary["rejected"] == 3 and list(record.status).count(REJECTED) == 3
+    assert set(record.error.values()) == {"over_limit"}
+
+
+def test_unknown_model_is_rejected_not_found() -> None:
+    trace = Trace.build([0.0], ["ghost"])
+    spec = RoutingSpec(models={"A": ModelSpec("A")})
+    record, _ = run(trace, spec=spec)
+    assert list(record.status) == [REJECTED] and record.error[0] == "not_found"
+
+
+def test_order_violations_and_jain() -> None:
+    arrival = np.array([0.0, 1.0, 2.0, 3.0])
+    assert order_violations(arrival, np.array([5.0, 6.0, 7.0, 8.0])) == 0
+    # request 1 (arrived at 1) started before request 0 (arrived at 0): one violation
+    assert order_violations(arrival, np.array([6.0, 5.0, 7.0, 8.0])) == 1
+    # request 3 started before all three earlier ones
+    assert order_violations(arrival, np.array([5.0, 6.0, 7.0, 1.0])) == 1
+    # equal arrivals never violate each other
+    assert order_violations(np.array([0.0, 0.0]), np.array([2.0, 1.0])) == 0
+    assert jain([1.0, 1.0, 1.0]) == pytest.approx(1.0)
+    assert jain([1.0, 0.0]) == pytest.approx(0.5)
+    assert jain([]) == 1.0
+
+
+def _comparable(path: Path) -> dict:
+    summary = json.loads(path.read_text())
+    for result in summary["results"].values():
+        result.pop("sim_wall_seconds")
+    return summary
+
+
+def test_same_seed_gives_byte_identical_outputs(tmp_path: Path) -> None:
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"run{k}"
+        assert (
+            main(
+                ["sim", str(ROOT / "scenarios/default.yaml"), "--ci", "--quiet", "--out", str(out)]
+            )
+            == 0
+        )
+        outs.append(out)
+    a, b = outs
+    assert _comparable(a / "summary.json") == _comparable(b / "summary.json")
+    for name in ("serial/requests.csv", "serial/swaps.csv", "fifo/requests.csv", "fifo/swaps.csv"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    # a different seed changes the run
+    other = tmp_path / "seed2"
+    main(
+        [
+            "sim",
+            str(ROOT / "scenarios/default.yaml"),
+            "--ci",
+            "--quiet",
+            "--seed",
+            "2",
+            "--out",
+            str(other),
+        ]
+    )
+    assert (other / "fifo/requests.csv").read_bytes() != (a / "fifo/requests.csv").read_bytes()
+
+
+def test_report_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "rep"
+    code = main(
+        [
+            "sim",
+            str(ROOT / "scenarios/default.yaml"),
+            "--ci",
+            "--out",
+            str(out),
+            "--scheduler",
+            "fifo",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "fifo" in printed and f"Report: {out}/report.md" in printed.replace("\n", "")
+    summary = json.loads((out / "summary.json").read_text())
+    result = summary["results"]["fifo"]
+    required = {
+        "requests",
+        "completed",
+        "errors",
+        "rejected",
+        "cancelled",
+        "swaps",
+        "swaps_per_1k",
+        "latency",
+        "wait",
+        "order_violations",
+        "max_resident_models",
+        "max_in_flight",
+        "busy_fraction",
+        "jain_fairness",
+        "events",
+        "sim_wall_seconds",
+    }
+    assert required <= set(result)
+    assert set(result["latency"]) == {"mean", "p50", "p90", "p99", "max"}
+    assert set(result["busy_fraction"]) == {"serving", "loading", "idle"}
+    assert sum(result["busy_fraction"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert list(summary["results"]) == ["fifo"]  # --scheduler restricts the run
+    header = (out / "fifo/requests.csv").read_text().splitlines()[0]
+    assert header == "id,model,arrival,start,end,status,error"
+    assert (out / "fifo/swaps.csv").read_text().startswith("start,end,model,evicted,ok\n")
+    for png in ("latency_cdf.png", "swaps_over_time.png", "timeline.png", "wait_p99_by_model.png"):
+        data = (out / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", data[16:24])
+        assert width >= 400 and height >= 300
+    report = (out / "report.md").read_text()
+    assert "| scheduler |" in report and "![" in report and "timeline.png" in report
+
+
+def test_sim_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", str(tmp_path / "nope.yaml")]) == 2
+    assert "no such scenario file" in capsys.readouterr().err
+    assert main(["sim", str(ROOT / "scenarios/default.yaml"), "--scheduler", "lifo"]) == 2
+    assert "unknown schedulers ['lifo']" in capsys.readouterr().err
+
+
+def test_sim_with_trace_override(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival,model,service_time\n0,llama-8b,1\n1,gemma-2b,1\n")
+    out = tmp_path / "o"
+    assert main(
+        [
+            "sim",
+            str(ROOT / "scenarios/default.yaml"),
+            "--trace",
+            str(trace),
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    ) in (0, 1)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trace"]["requests"] == 2
+    assert summary["results"]["serial"]["completed"] == 2
