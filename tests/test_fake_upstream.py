@@ -1,0 +1,158 @@
+"""The fake upstream as a real process: health gating, timing from TimingProfile, fault knobs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from llamaswap.daemon.testing import free_port_block
+from llamaswap.timing import Distribution, TimingProfile
+
+pytestmark = pytest.mark.daemon
+
+
+@contextmanager
+def fake(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    port = free_port_block(1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llamaswap.daemon.fake_upstream", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield proc, f"http://127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, ConnectionError):
+        return 0
+
+
+def _wait_status(url: str, want: int, timeout: float = 10) -> float:
+    start = time.monotonic()
+    while _status(url) != want:
+        assert time.monotonic() - start < timeout, f"{url} never answered {want}"
+        time.sleep(0.01)
+    return time.monotonic()
+
+
+def _post(url: str, body: dict[str, object]) -> tuple[float, bytes]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode())
+    start = time.monotonic()
+    with urllib.request.urlopen(req, timeout=20) as r:
+        data = r.read()
+    return time.monotonic() - start, data
+
+
+def test_health_is_503_until_the_load_time_has_passed() -> None:
+    with fake("--load-time", "0.8", "--model", "m") as (_proc, base):
+        up = _wait_status(base + "/health", 503)
+        ready = _wait_status(base + "/health", 200)
+        assert 0.3 < ready - up < 1.2
+        with urllib.request.urlopen(base + "/v1/models") as r:
+            assert json.loads(r.read())["data"][0]["id"] == "m"
+
+
+def test_generation_timing_follows_the_shared_timing_profile() -> None:
+    profile = TimingProfile(
+        load_time=Distribution("constant", 0.0),
+        ttft_overhead=0.1,
+        prefill_tps=1000.0,
+        decode_tps=50.0,
+    )
+    with fake(
+        "--load-time", "0", "--ttft-overhead", "0.1", "--prefill-tps", "1000", "--decode-tps", "50"
+    ) as (_proc, base):
+        _wait_status(base + "/health", 200)
+        prompt = "x" * 400  # 100 tokens at 4 chars/token
+        body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 20}
+        elapsed, data = _post(base + "/v1/chat/completions", body)
+        usage = json.loads(data)["usage"]
+        assert usage == {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+        expected = profile.service_time(100, 20)  # 0.1 + 0.1 + 0.4
+        assert expected == pytest.approx(0.6)
+        assert expected - 0.01 < elapsed < expected + 0.25
+
+        elapsed, data = _post(base + "/v1/chat/completions", {**body, "stream": True})
+        events = [line for line in data.split(b"\n\n") if line.startswith(b"data: {")]
+        assert len(events) == 21 and data.endswith(b"data: [DONE]\n\n")
+        assert expected - 0.03 < elapsed < expected + 0.25
+
+        elapsed, data = _post(base + "/v1/embeddings", {"input": "y" * 400})
+        assert json.loads(data)["usage"]["prompt_tokens"] == 100
+        assert profile.time_to_first_token(100) - 0.01 < elapsed < 0.45
+
+
+def test_parallel_slots_queue_extra_generations() -> None:
+    with fake("--load-time", "0", "--decode-tps", "20", "--parallel", "1") as (_proc, base):
+        _wait_status(base + "/health", 200)
+        import threading
+
+        times: list[float] = []
+        threads = [
+            threading.Thread(
+                target=lambda: times.append(
+                    _post(base + "/v1/completions", {"prompt": "a", "max_tokens": 4})[0]
+                )
+            )
+            for _ in range(2)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(times)[1] > 0.38  # the second waited for the only slot: 2 x 0.2 s
+
+
+def test_fail_start_exits_1_and_never_becomes_healthy() -> None:
+    with fake("--load-time", "0.3", "--fail-start") as (proc, _base):
+        assert proc.wait(5) == 1
+        out = proc.stdout.read() if proc.stdout else b""
+        assert b"failed to load model" in out
+
+
+def test_crash_after_n_requests() -> None:
+    with fake("--load-time", "0", "--crash-after", "1") as (proc, base):
+        _wait_status(base + "/health", 200)
+        _post(base + "/v1/completions", {"prompt": "a", "max_tokens": 1})
+        with pytest.raises((urllib.error.URLError, ConnectionError, http_error())):
+            _post(base + "/v1/completions", {"prompt": "a", "max_tokens": 1})
+        assert proc.wait(5) == 3
+
+
+def http_error() -> type[Exception]:
+    import http.client
+
+    return http.client.HTTPException
+
+
+def test_sigterm_stops_it_unless_ignored() -> None:
+    with fake("--load-time", "0") as (proc, base):
+        _wait_status(base + "/health", 200)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 0
+    with fake("--load-time", "0", "--ignore-sigterm") as (proc, base):
+        _wait_status(base + "/health", 200)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert proc.poll() is None and _status(base + "/health") == 200
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(5) == -signal.SIGKILL
