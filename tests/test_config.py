@@ -717,3 +717,20 @@ def test_non_finite_numbers_rejected_in_json_bound_values(where: str) -> None:
     assert re.match(
         r"^models\.m\.(metadata\.a\[0\]|filters\.setParams\.t): must be a finite number", msg
     )
+
+
+def test_legacy_strip_params_only_when_strip_params_empty() -> None:
+    c = cfg(
+        "models:\n  m:\n    cmd: srv ${PORT}\n    filters: {stripParams: 'a', strip_params: 'b'}\n"
+    )
+    assert c.models["m"].strip_params == ("a",)
+    assert c.warnings == (
+        "models.m.filters.strip_params: ignored because filters.stripParams is set",
+    )
+    c = cfg(
+        "models:\n  m:\n    cmd: srv ${PORT}\n    filters: {stripParams: '', strip_params: 'b'}\n"
+    )
+    assert c.models["m"].strip_params == ("b",) and c.warnings == ()
+    assert err(
+        "models:\n  m:\n    cmd: srv ${PORT}\n    filters: {strip_params: [b]}\n"
+    ).startswith("models.m.filters.strip_params: must be a string, got list")

@@ -15,6 +15,10 @@ Deliberate differences from llama-swap, each chosen so a config is never silentl
   example config has such illustrative names).
 * Duplicate YAML keys are errors (as in Go's yaml.v3); YAML dates stay strings.
 * A macro that uses a macro declared after it is an error at its definition.
+* A model with no ``proxy`` whose ``cmd`` does not use ``${PORT}`` is skipped with a warning
+  (llama-swap rejects the whole file; its own example config has such a model). An explicit
+  ``proxy`` using ``${PORT}`` without ``cmd`` using it is still an error.
+* An alias equal to a model id is an error; preload names are de-duplicated.
 """
 
 from __future__ import annotations
@@ -72,7 +76,12 @@ def load_config(
     env: Mapping[str, str] | None = None,
     require_cmd: bool = True,
 ) -> Config:
-    """Load, merge and validate config file and/or directory (``env`` overrides ``os.environ``)."""
+    """Load, merge and validate a config file and/or directory.
+
+    ``env``, when given, is the whole environment ``${env.NAME}`` reads (``os.environ`` is then not
+    consulted), so tests are hermetic. Env values are substituted into the raw text with ``\\`` and
+    ``"`` escaped, exactly as llama-swap does (right inside double quotes; literal elsewhere).
+    """
     where = ", ".join(str(p) for p in (path, config_dir) if p is not None) or "config"
 
     def run() -> Config:

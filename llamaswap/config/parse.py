@@ -508,15 +508,15 @@ def _expand_model(
     )
     strip = _opt(filters, "stripParams")
     legacy = _opt(filters, "strip_params")
-    if strip is not None and legacy is not None and strip != legacy:
-        raise ConfigError(
-            f"{path}.filters.strip_params: conflicts with filters.stripParams; use only stripParams"
-        )
-    if strip is None and legacy is not None:
-        strip = legacy
+    if strip and legacy is not None:
+        # llama-swap reads the legacy spelling only when stripParams is empty.
+        ctx.warn(f"{path}.filters.strip_params: ignored because filters.stripParams is set")
+    strip_key = "stripParams"
+    if legacy is not None and not strip:
+        strip, strip_key = legacy, "strip_params"
     if strip is not None:
         out["stripParams"] = substitute(
-            _string(strip, f"{path}.filters.stripParams"), macros, typed=False
+            _string(strip, f"{path}.filters.{strip_key}"), macros, typed=False
         )
     set_params = _opt(filters, "setParams")
     if set_params is not None:
