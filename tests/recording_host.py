@@ -105,9 +105,12 @@ class Harness:
     """A router on a manual clock with a recording host, plus verbs for tests."""
 
     def __init__(
-        self, spec: RoutingSpec, scheduler_factory: SchedulerFactory | None = None
+        self,
+        spec: RoutingSpec,
+        scheduler_factory: SchedulerFactory | None = None,
+        host: RecordingHost | None = None,
     ) -> None:
-        self.host = RecordingHost()
+        self.host = host if host is not None else RecordingHost()
         self.clock = ManualClock()
         self.router = Router(spec, self.host, self.clock, scheduler_factory)
         self.clock.sink = self.router.handle
