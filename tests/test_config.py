@@ -79,7 +79,7 @@ def test_log_level() -> None:
         ("globalTTL: -1", "globalTTL: must be >= 0, got -1"),
         ("globalTTL: [1]", "globalTTL: must be a number, got list"),
         ("unloadTimeout: -2", "unloadTimeout: must be >= 0, got -2"),
-        ("includeAliasesInList: 'yes'", "includeAliasesInList: must be true or false"),
+        ("includeAliasesInList: 'sure'", "includeAliasesInList: must be true or false"),
         ("sendLoadingState: 1", "sendLoadingState: must be true or false"),
         ("apiKeys: ['']", "apiKeys[0]: empty api key"),
         ("apiKeys: ['ok', 'has space']", "apiKeys[1]: api key cannot contain spaces"),
@@ -332,7 +332,7 @@ models:
     assert m.unlisted and m.use_model_name == "org/model" and m.name == "Model m"
     assert m.description == "42"
     assert m.send_loading_state is False and n.send_loading_state is True
-    assert err("models:\n  m: {cmd: 'a ${PORT}', unlisted: 'no'}\n").startswith(
+    assert err("models:\n  m: {cmd: 'a ${PORT}', unlisted: 'nah'}\n").startswith(
         "models.m.unlisted: must be true or false"
     )
     assert err("models:\n  m: {cmd: 'a ${PORT}', name: [x]}\n").startswith(
@@ -521,7 +521,7 @@ def test_legacy_groups_and_mixing() -> None:
             "routing.router.settings.groups.h.members[0]: model 'm' is already a member of group 'g'",
         ),
         (
-            "g: {members: [m], swap: 'no'}",
+            "g: {members: [m], swap: 'nope'}",
             "routing.router.settings.groups.g.swap: must be true or false",
         ),
         ("g: [m]", "routing.router.settings.groups.g: must be a mapping, got list"),

@@ -194,3 +194,25 @@ def test_env_scan_of_alias_bomb_is_bounded(tmp_path: Path) -> None:
         lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]")
     f = write(tmp_path / "bomb.yaml", "\n".join(lines) + "\n")
     assert "config too large" in load_err(f, env={"HOME": "/h"})
+
+
+def test_scalars_read_like_go_yaml_v3(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "c.yaml",
+        "models:\n  on:\n    cmd: srv ${PORT}\n    aliases: [yes, 'no']\n    unlisted: yes\n"
+        "    metadata: {enabled: off, t: 1:30, d: 2024-05-01, o: 0755, h: 0x1F, e: 1e3, b: TRUE, s: '12'}\n",
+    )
+    cfg = load_config(f, env={})
+    m = cfg.models["on"]
+    assert m.aliases == ("yes", "no")
+    assert m.unlisted is True  # YAML 1.1 words still work where a boolean is expected
+    assert m.metadata == {
+        "enabled": "off",
+        "t": "1:30",
+        "d": "2024-05-01",
+        "o": 493,
+        "h": 31,
+        "e": 1000.0,
+        "b": True,
+        "s": "12",
+    }

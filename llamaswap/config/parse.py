@@ -192,7 +192,16 @@ def _int(value: Any, path: str) -> int:
     return int(_number(value, path, integer=True))
 
 
+_YAML11_TRUE = frozenset({"y", "Y", "yes", "Yes", "YES", "on", "On", "ON"})
+_YAML11_FALSE = frozenset({"n", "N", "no", "No", "NO", "off", "Off", "OFF"})
+
+
 def _bool(value: Any, path: str) -> bool:
+    # Like Go's yaml.v3, YAML 1.1 words are accepted where a boolean is expected (only there).
+    if isinstance(value, str) and value in _YAML11_TRUE:
+        return True
+    if isinstance(value, str) and value in _YAML11_FALSE:
+        return False
     if not isinstance(value, bool):
         raise ConfigError(f"{path}: must be true or false, got {type_name(value)} {_fmt(value)}")
     return value
