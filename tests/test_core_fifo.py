@@ -529,15 +529,17 @@ def test_shutdown_fails_swap_waiters() -> None:
     assert h.host.shutdown_done == 1
 
 
-@pytest.mark.parametrize("timeout", [None, 3.0])
-def test_shutdown_kills_after_its_timeout(timeout: float | None) -> None:
+@pytest.mark.parametrize(("timeout", "window"), [(None, 50.0), (0.0, 50.0), (3.0, 3.0)])
+def test_shutdown_kills_after_its_budget_or_health_check_timeout(
+    timeout: float | None, window: float
+) -> None:
     from llamaswap.core import Shutdown
 
     h = fifo("A", health_check_timeout=50.0)
     h.request("a1", "A")
     h.ready("A")
     h.router.handle(Shutdown(timeout))
-    h.advance((timeout or 50.0) - 0.5)
+    h.advance(window - 0.5)
     assert h.host.killed == []
     h.advance(0.5)
     assert h.host.killed == [("A", 1)]

@@ -383,3 +383,31 @@ def test_ttl_unload_through_the_router_counts_from_the_completed_request() -> No
     assert h.state("A") == "stopping"
     h.advance(4.0)
     assert h.host.killed == [("A", 1)], "TTL unloads use the model's unloadTimeout"
+
+
+def test_a_second_stop_with_a_shorter_window_brings_the_kill_forward() -> None:
+    """E.g. shutdown (5 s budget) while a swap eviction (120 s window) is still waiting."""
+    port = RecordingPort()
+    m = port.make()
+    m.ensure_ready()
+    m.on_ready(1)
+    m.stop(120.0, "evicted")
+    port.clock.advance(10.0)
+    m.shutdown(5.0)
+    port.clock.advance(5.0)
+    assert port.verbs() == ["spawn", "terminate", "kill"]
+    assert port.clock.now() == 15.0
+    m.on_exited(1, "killed")
+    assert m.state is S.SHUTDOWN
+
+
+def test_a_second_stop_with_a_longer_window_keeps_the_earlier_kill() -> None:
+    port = RecordingPort()
+    m = port.make()
+    m.ensure_ready()
+    m.on_ready(1)
+    m.stop(3.0)
+    m.stop(60.0)
+    port.clock.advance(3.0)
+    assert port.verbs() == ["spawn", "terminate", "kill"]
+    assert port.clock.pending() == 0

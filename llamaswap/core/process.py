@@ -10,7 +10,8 @@ Transition table (``ensure_ready`` / ``stop`` are requests from the router; the 
     stopped   spawn -> starting   settled(stopped)        -           -                     -
     starting  (wait)              abort -> stopping       -> ready    -> stopped (error)    health deadline -> stopping (error)
     ready     settled(ready)      terminate -> stopping   -           crash -> stopped      TTL -> stopping
-    stopping  restart after stop  cancel pending restart  -           -> stopped (restart?) kill deadline -> kill
+    stopping  restart after stop  cancel pending restart, -           -> stopped (restart?) kill deadline -> kill
+                                  earlier kill deadline
     shutdown  settled(error)      settled(shutdown)       -           -                     -
 """
 
@@ -77,6 +78,7 @@ class ProcessMachine:
         self._restart_after_stop = False
         self._shutdown_requested = False
         self._stop_deadline: TimerHandle | None = None
+        self._kill_at = 0.0
         self._health_deadline: TimerHandle | None = None
         self._ttl_timer: TimerHandle | None = None
 
@@ -111,6 +113,7 @@ class ProcessMachine:
         elif state is ProcessState.READY:
             self._begin_stopping(graceful_timeout, reason)
         elif state is ProcessState.STOPPING:
+            self._tighten_kill_deadline(graceful_timeout)
             if self._restart_after_stop:
                 self._restart_after_stop = False
                 self._port.settled(self.model, state, f"load aborted: {reason}")
@@ -210,10 +213,19 @@ class ProcessMachine:
         self._cancel_ttl()
         self._restart_after_stop = False
         self._set_state(ProcessState.STOPPING, reason)
-        self._stop_deadline = self._port.set_timer(
-            self.model, self._port.now() + graceful_timeout, "kill", self.generation
-        )
+        self._arm_kill(self._port.now() + graceful_timeout)
         self._port.terminate(self.model, self.generation)
+
+    def _arm_kill(self, when: float) -> None:
+        self._cancel(self._stop_deadline)
+        self._kill_at = when
+        self._stop_deadline = self._port.set_timer(self.model, when, "kill", self.generation)
+
+    def _tighten_kill_deadline(self, graceful_timeout: float) -> None:
+        """A second stop with a shorter window (e.g. shutdown after a slow eviction) wins."""
+        when = self._port.now() + graceful_timeout
+        if self._stop_deadline is not None and when < self._kill_at:
+            self._arm_kill(when)
 
     def _after_stopped(self) -> None:
         if self._shutdown_requested:

@@ -193,7 +193,10 @@ class Router:
         for op in list(self._swaps.values()):
             op.finished = True
         self._swaps.clear()
-        timeout = event.timeout if event.timeout is not None else self.spec.health_check_timeout
+        # Like llama-swap, a missing or non-positive budget means healthCheckTimeout.
+        timeout = (
+            event.timeout if event.timeout and event.timeout > 0 else self.spec.health_check_timeout
+        )
         for model in sorted(self.processes):
             self.processes[model].shutdown(timeout)
         self._maybe_shutdown_complete()
