@@ -27,8 +27,9 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from llamaswap.config.commands import split_command, strip_comment_lines
 from llamaswap.config.model import Config, ConfigError, ModelConfig
-from llamaswap.config.parse import build_config, split_command, strip_comment_lines
+from llamaswap.config.parse import build_config
 from llamaswap.config.sources import (
     merge_sources,
     normalize,
