@@ -6,6 +6,7 @@ fails here instead of being turned into a ConfigError by the public API's safety
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -277,3 +278,60 @@ def test_public_api_wraps_everything(tmp_path: Path) -> None:
         load_config(path, env={})
     except ConfigError as exc:
         assert str(exc).startswith("models.m.cmd: must be a string, got list")
+
+
+PORT_IDS = st.dictionaries(
+    st.text(alphabet="abcxyzAZ019-_.", min_size=1, max_size=6),
+    st.booleans(),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(uses_port=PORT_IDS, start=st.integers(min_value=1, max_value=60000))
+def test_port_allocation_property(uses_port: dict[str, bool], start: int) -> None:
+    """Ports go to exactly the models whose cmd uses ${PORT}, consecutively in sorted-id order."""
+    models = {
+        mid: {"cmd": "srv --port ${PORT}"} if port else {"cmd": "srv", "proxy": "http://h:1"}
+        for mid, port in uses_port.items()
+    }
+    cfg = build_config({"startPort": start, "models": models})
+    users = sorted(mid for mid, port in uses_port.items() if port)
+    assert {mid: m.port for mid, m in cfg.models.items() if m.port is not None} == {
+        mid: start + i for i, mid in enumerate(users)
+    }
+    for mid in users:
+        assert cfg.models[mid].cmd == ("srv", "--port", str(cfg.models[mid].port))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    uses_port=PORT_IDS,
+    split=st.lists(st.integers(min_value=0, max_value=2), min_size=8, max_size=8),
+)
+def test_splitting_models_across_files_changes_nothing(
+    uses_port: dict[str, bool], split: list[int]
+) -> None:
+    """A config dir holding pieces of a config loads the same models as the single file."""
+    models = {
+        mid: {"cmd": "srv --port ${PORT}", "aliases": [f"{mid}-alias"]}
+        if port
+        else {"cmd": "srv", "proxy": "http://h:1", "ttl": 5}
+        for mid, port in uses_port.items()
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        whole = Path(tmp) / "whole.yaml"
+        whole.write_text(yaml.safe_dump({"models": models, "apiKeys": ["k"]}))
+        parts = Path(tmp) / "parts"
+        parts.mkdir()
+        (parts / "00-top.yaml").write_text(yaml.safe_dump({"apiKeys": ["k"]}))
+        for i, (mid, body) in enumerate(models.items()):
+            piece = parts / f"{split[i % len(split)]}.yaml"
+            existing = yaml.safe_load(piece.read_text()) if piece.exists() else {"models": {}}
+            existing["models"][mid] = body
+            piece.write_text(yaml.safe_dump(existing))
+        one, many = load_config(whole, env={}), load_config(None, parts, env={})
+    assert (
+        one.models == many.models and one.aliases == many.aliases and one.api_keys == many.api_keys
+    )
