@@ -100,7 +100,7 @@ def test_starvation_bound_drains_the_busy_model_after_max_wait() -> None:
 
 def test_urgency_blocks_joining_a_load_of_a_model_it_must_evict() -> None:
     """An urgent model stops new requests from joining the batch of the model it must evict."""
-    h = harness("A", "B", maxWait=5.0, minResident=0)
+    h = harness("A", "B", maxWait=5.0, minResident=0, residencyPerLoad=0)
     h.request("a0", "A")  # A loads, slowly
     h.request("b0", "B")
     h.advance(6.0)  # b0 is urgent while A's load is still in progress
@@ -157,6 +157,26 @@ def test_min_residency_keeps_a_fresh_model_serving_its_work() -> None:
     assert "a3" not in h.host.granted_ids()
     h.finish("a1")
     h.finish("a2")
+    assert loads(h) == ["A", "B"]
+
+
+def test_an_expensive_load_buys_a_proportionally_longer_residency() -> None:
+    h = harness("A", "B", maxWait=2.0, minResident=1.0, residencyPerLoad=2.0)
+    h.request("a0", "A")
+    h.advance(10.0)  # A's load takes 10 s: residency max(1, 2 * 10) = 20 s
+    ready_now(h, "A")
+    h.request("b0", "B")
+    assert scheduler(h).residency("A") == pytest.approx(20.0)
+    for i in range(1, 7):
+        h.advance(3.0)  # t = 13 .. 28; b0 is urgent from t = 12
+        h.request(f"a{i}", "A")
+        h.finish(f"a{i - 1}")
+    assert h.host.granted_ids() == [f"a{i}" for i in range(7)], "protected until t = 30"
+    assert loads(h) == ["A"]
+    h.advance(3.0)
+    h.request("a7", "A")
+    assert "a7" not in h.host.granted_ids()
+    h.finish("a6")
     assert loads(h) == ["A", "B"]
 
 

@@ -265,24 +265,34 @@ def dense_two_model_jobs(draw: st.DrawFn) -> list[tuple[str, float, float]]:
     loads=st.tuples(st.floats(0.5, 5.0), st.floats(0.5, 5.0)),
     max_wait=st.floats(5.0, 30.0),
     min_resident=st.floats(0.0, 10.0),
+    per_load=st.floats(0.0, 3.0),
 )
 def test_waits_are_bounded_by_max_wait_plus_loads_and_one_batch(
     jobs: list[tuple[str, float, float]],
     loads: tuple[float, float],
     max_wait: float,
     min_resident: float,
+    per_load: float,
 ) -> None:
     """Two models sharing one slot, loads shorter than ``maxWait``, bounded services, no limit hit.
 
-    Bound: ``maxWait + minResident + 2 * max load + max service + stop time``. The second load is
-    the one that may already be in progress (with its own waiters, so it cannot be cancelled) when
-    the bound trips; ``minResident`` is the protection the resident model may still enjoy. With
-    ``minResident`` 0 and no load in progress this is the issue's ``maxWait + load + batch``.
+    Bound: ``maxWait + residency + 2 * max load + max service + stop time``, where residency =
+    ``max(minResident, residencyPerLoad * (max load + stop time))`` (a swap's observed cost
+    includes stopping the evicted model). The second load is the one that may already be in
+    progress (with its own waiters, so it cannot be cancelled) when the bound trips; the residency
+    is the protection the resident model may still enjoy. With no residency and no load in
+    progress this is the issue's ``maxWait + load + batch``.
     """
     spec = RoutingSpec(
         models={m: ModelSpec(m, concurrency_limit=1000) for m in "AB"},
         scheduler="batch-aging",
-        scheduler_settings={"batch-aging": {"maxWait": max_wait, "minResident": min_resident}},
+        scheduler_settings={
+            "batch-aging": {
+                "maxWait": max_wait,
+                "minResident": min_resident,
+                "residencyPerLoad": per_load,
+            }
+        },
     )
     world = World(spec, dict(zip("AB", loads, strict=True)))
     t = 0.0
@@ -291,7 +301,8 @@ def test_waits_are_bounded_by_max_wait_plus_loads_and_one_batch(
         world.submit(Job(rid, model, t, service))
     world.run()
     _assert_answered_once_and_no_leaks(world)
-    bound = max_wait + min_resident + 2 * max(loads) + max(s for _, _, s in jobs) + STOP_TIME
+    residency = max(min_resident, per_load * (max(loads) + STOP_TIME))
+    bound = max_wait + residency + 2 * max(loads) + max(s for _, _, s in jobs) + STOP_TIME
     for rid, job in world.jobs.items():
         waited = world.granted_at[rid] - job.at
         assert waited <= bound + 1e-6, (rid, waited, bound)
@@ -309,7 +320,9 @@ def test_without_residency_the_bound_is_max_wait_two_loads_and_one_batch(
     spec = RoutingSpec(
         models={m: ModelSpec(m, concurrency_limit=1000) for m in "AB"},
         scheduler="batch-aging",
-        scheduler_settings={"batch-aging": {"maxWait": max_wait, "minResident": 0}},
+        scheduler_settings={
+            "batch-aging": {"maxWait": max_wait, "minResident": 0, "residencyPerLoad": 0}
+        },
     )
     world = World(spec, dict(zip("AB", loads, strict=True)))
     t = 0.0

@@ -7,14 +7,22 @@ pays a load for every model change. This policy keeps fifo's batching and adds f
 
 * **Starvation bound** (``maxWait``): once a queued request has waited ``maxWait`` seconds its model
   becomes *urgent*: the models its load would evict stop taking new requests (they drain), and
-  nothing else may start a load that would delay it. Urgent models go in order of their oldest request.
-* **Minimum residency** (``minResident``): a model loaded less than ``minResident`` seconds ago is
-  not drained or evicted while it still has work, so an overloaded system cannot thrash.
+  nothing else may start a load that would delay it. Urgent models go in order of their oldest
+  request, before any priority.
+* **Minimum residency**: a model loaded less than ``max(minResident, residencyPerLoad * load
+  cost)`` seconds ago is not drained or evicted while it still has work. An expensive load thus
+  buys a proportionally longer stay, so loads remain a bounded share of the GPU's time and an
+  overloaded system cannot thrash.
 * **Cost-aware choice** of the next model among those waiting, by the batch's *response ratio*
   ``(sum of waits + q * service) / (load cost + q * service)``: highest-response-ratio-next applied
   to whole batches. More demand and longer waits raise a model's claim; a dear load lowers it. The
-  load cost is the observed ``start_swap`` to ``on_swap_done`` time (or ``loadCost``).
+  load cost is the observed ``start_swap`` to ``on_swap_done`` time (EWMA; or ``loadCost``), the
+  service time the observed grant-to-done time. A waiting batch whose ratio reaches ``switchRatio``
+  claims the GPU like an urgent one (soft trigger, before ``maxWait``).
 * **Priority** as in fifo: a higher ``priority`` goes first among models that are not urgent.
+
+With ``maxWait`` very large, ``switchRatio`` 0 and no residency, it batches exactly like fifo;
+only the order in which waiting models get loaded differs (response ratio instead of arrival).
 
 Load cancellation: a load nobody waits for any more is aborted when another model has queued
 work, and allowed to finish otherwise. Every timer goes through ``Effects.call_at``.
@@ -41,6 +49,7 @@ NAME = "batch-aging"
 DEFAULTS: Mapping[str, float] = {
     "maxWait": 60.0,
     "minResident": 10.0,
+    "residencyPerLoad": 4.0,
     "defaultLoadCost": 10.0,
     "defaultServiceTime": 1.0,
     "switchRatio": 4.0,
@@ -57,6 +66,7 @@ class BatchAgingSettings:
 
     max_wait: float = DEFAULTS["maxWait"]
     min_resident: float = DEFAULTS["minResident"]
+    residency_per_load: float = DEFAULTS["residencyPerLoad"]
     default_load_cost: float = DEFAULTS["defaultLoadCost"]
     default_service_time: float = DEFAULTS["defaultServiceTime"]
     switch_ratio: float = DEFAULTS["switchRatio"]
@@ -126,6 +136,7 @@ class BatchAgingSettings:
         return cls(
             max_wait=seconds("maxWait", positive=True),
             min_resident=seconds("minResident", positive=False),
+            residency_per_load=seconds("residencyPerLoad", positive=False),
             default_load_cost=seconds("defaultLoadCost", positive=False),
             default_service_time=seconds("defaultServiceTime", positive=True),
             switch_ratio=ratio("switchRatio"),
@@ -282,6 +293,13 @@ class BatchAgingScheduler:
             return sum(self._load_estimate.values()) / len(self._load_estimate)
         return self.settings.default_load_cost
 
+    def residency(self, model: str) -> float:
+        """Seconds of protected residency a load earns: ``minResident``, or ``residencyPerLoad``
+        times the load cost when that is longer, so loads stay a bounded share of the GPU's time."""
+        return max(
+            self.settings.min_resident, self.settings.residency_per_load * self.load_cost(model)
+        )
+
     def service_time(self, model: str) -> float:
         if model in self._service_estimate:
             return self._service_estimate[model]
@@ -357,7 +375,7 @@ class BatchAgingScheduler:
     def _protected(self, model: str, now: float) -> bool:
         """Minimum residency: loaded recently and still has work, so it may not be drained."""
         since = self._resident_since.get(model)
-        if since is None or now - since >= self.settings.min_resident:
+        if since is None or now - since >= self.residency(model):
             return False
         if self._effects.model_state(model) is not ProcessState.READY:
             return False
@@ -455,7 +473,7 @@ class BatchAgingScheduler:
                     if soon > now:
                         when = min(when, soon)
         for model, since in self._resident_since.items():
-            end = since + self.settings.min_resident
+            end = since + self.residency(model)
             if end > now and self._protected(model, now):
                 when = min(when, end)
         if when == self._timer_when:
