@@ -1,0 +1,291 @@
+"""Proxy overhead: llamaswap vs the upstream called directly vs nginx, in the same run.
+
+    .venv/bin/python bench/proxy_overhead.py [--seconds 5] [--sse-streams 600]
+
+Setup (all on 127.0.0.1, one worker/process each, so every proxy gets one core):
+- JSON upstream: an nginx server block answering a fixed ~300-byte chat completion (it costs almost
+  nothing, so what is measured is the proxy);
+- SSE upstream: ``bench/proxy_sse_upstream.py``, paced events (``--sse-rate`` per second per stream);
+- nginx reverse proxy (1 worker, upstream keepalive, ``proxy_buffering off``) to both;
+- ``llamaswap serve`` (fifo scheduler) with two models whose ``cmd`` is ``sleep`` and whose ``proxy``
+  points at those upstreams.
+Load from ``wrk`` (C, one thread). nginx and wrk are installed from Debian's packages if missing.
+
+Printed: p50 latency at concurrency 1 and the added p50 over direct; requests/s at 16 and 64;
+SSE events/s relayed and the p50 stream duration (added duration = duration - direct).
+The machine is shared: run it on an idle box for figures worth quoting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from llamaswap.daemon.testing import free_port_block  # noqa: E402
+
+JSON_BODY = (
+    '{"id":"x","object":"chat.completion","created":1,"model":"bench","choices":[{"index":0,'
+    '"message":{"role":"assistant","content":"lorem ipsum dolor sit amet"},"finish_reason":"length"}],'
+    '"usage":{"prompt_tokens":5,"completion_tokens":5,"total_tokens":10}}'
+)
+
+
+def ensure_tools() -> None:
+    missing = [
+        tool
+        for tool in ("nginx", "wrk")
+        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}")
+    ]
+    if missing:
+        print(f"installing {missing} from Debian packages ...", flush=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", *missing], check=True, stdout=subprocess.DEVNULL
+        )
+
+
+def nginx_bin() -> str:
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def nginx_conf(tmp: Path, name: str, body: str) -> Path:
+    conf = tmp / f"{name}.conf"
+    conf.write_text(
+        f"""worker_processes 1;
+daemon off;
+error_log {tmp}/{name}-error.log;
+pid {tmp}/{name}.pid;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  {body}
+}}
+"""
+    )
+    return conf
+
+
+def wait_http(url: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def lua(tmp: Path, model: str) -> Path:
+    script = tmp / f"{model}.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f'wrk.body = \'{{"model":"{model}","messages":[{{"role":"user","content":"hello"}}],"max_tokens":5}}\'\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    return script
+
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def wrk(url: str, script: Path, connections: int, seconds: float) -> tuple[float, float, int]:
+    """(requests/s, p50 seconds, non-2xx count)."""
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--timeout",
+            "30s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50m = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    p50 = float(p50m.group(1)) * _UNITS[p50m.group(2)] if p50m else float("nan")
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    if errors:
+        print(f"    ({errors.group(0)})")
+    return rps, p50, int(bad.group(1)) if bad else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--sse-streams", type=int, default=600)
+    parser.add_argument("--sse-events", type=int, default=50)
+    parser.add_argument("--sse-rate", type=float, default=50.0)
+    args = parser.parse_args()
+    ensure_tools()
+    base = free_port_block(6)
+    json_port, sse_port, nginx_port, daemon_port = base, base + 1, base + 2, base + 3
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        try:
+            upstream_conf = nginx_conf(
+                tmp,
+                "upstream",
+                f"""server {{ listen 127.0.0.1:{json_port};
+    location / {{ default_type application/json; return 200 '{JSON_BODY}'; }} }}""",
+            )
+            proxy_conf = nginx_conf(
+                tmp,
+                "proxy",
+                f"""upstream json_up {{ server 127.0.0.1:{json_port}; keepalive 128; }}
+  upstream sse_up {{ server 127.0.0.1:{sse_port}; keepalive 1024; }}
+  server {{ listen 127.0.0.1:{nginx_port};
+    proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off;
+    location /sse/ {{ proxy_pass http://sse_up/; }}
+    location / {{ proxy_pass http://json_up; }} }}""",
+            )
+            config = tmp / "config.yaml"
+            config.write_text(
+                f"""routing:
+  scheduler: {{use: fifo}}
+groups:
+  all: {{swap: false, exclusive: true, members: [bench, sse]}}
+models:
+  bench:
+    cmd: sleep 1000000
+    proxy: http://127.0.0.1:{json_port}
+    concurrencyLimit: 100000
+  sse:
+    cmd: sleep 1000000
+    proxy: http://127.0.0.1:{sse_port}
+    concurrencyLimit: 100000
+"""
+            )
+            for conf in (upstream_conf, proxy_conf):
+                procs.append(subprocess.Popen([nginx_bin(), "-c", str(conf), "-p", str(tmp)]))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(ROOT / "bench" / "proxy_sse_upstream.py"),
+                        "--port",
+                        str(sse_port),
+                        "--events",
+                        str(args.sse_events),
+                        "--rate",
+                        str(args.sse_rate),
+                    ]
+                )
+            )
+            daemon_log = open(tmp / "daemon.log", "wb")  # noqa: SIM115
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "llamaswap",
+                        "serve",
+                        "--config",
+                        str(config),
+                        "--listen",
+                        f"127.0.0.1:{daemon_port}",
+                    ],
+                    stdout=daemon_log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            wait_http(f"http://127.0.0.1:{json_port}/health")
+            wait_http(f"http://127.0.0.1:{sse_port}/health")
+            wait_http(f"http://127.0.0.1:{daemon_port}/health")
+            json_script, sse_script = lua(tmp, "bench"), lua(tmp, "sse")
+            for model in ("bench", "sse"):  # load both models (the `sleep` processes)
+                subprocess.run(
+                    [
+                        "wrk",
+                        "-t1",
+                        "-c1",
+                        "-d1s",
+                        "-s",
+                        str(lua(tmp, model)),
+                        f"http://127.0.0.1:{daemon_port}/v1/chat/completions",
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
+            targets = {
+                "direct": f"http://127.0.0.1:{json_port}/v1/chat/completions",
+                "nginx": f"http://127.0.0.1:{nginx_port}/v1/chat/completions",
+                "llamaswap": f"http://127.0.0.1:{daemon_port}/v1/chat/completions",
+            }
+            print(f"JSON, {args.seconds:g}s per point (wrk -t1)")
+            print(
+                f"{'target':<10} {'p50 c1':>9} {'added':>8} {'req/s c1':>9} {'req/s c16':>10} {'req/s c64':>10}"
+            )
+            results: dict[str, tuple[float, float, float, float]] = {}
+            for name, url in targets.items():
+                rps1, p50, bad1 = wrk(url, json_script, 1, args.seconds)
+                rps16, _, bad16 = wrk(url, json_script, 16, args.seconds)
+                rps64, _, bad64 = wrk(url, json_script, 64, args.seconds)
+                if bad1 or bad16 or bad64:
+                    print(f"    {name}: non-2xx responses: {bad1 + bad16 + bad64}")
+                results[name] = (p50, rps1, rps16, rps64)
+                added = (p50 - results["direct"][0]) * 1e3
+                print(
+                    f"{name:<10} {p50 * 1e3:8.3f}ms {added:7.3f}ms {rps1:9.0f} {rps16:10.0f} {rps64:10.0f}"
+                )
+            for c, i in ((16, 2), (64, 3)):
+                share = results["llamaswap"][i] / results["nginx"][i]
+                print(f"llamaswap / nginx req/s at c{c}: {share:.0%}")
+
+            streams, events = args.sse_streams, args.sse_events
+            duration = events / args.sse_rate
+            seconds = max(args.seconds, 10 * duration)
+            print(
+                f"\nSSE: {streams} streams x {events} events at {args.sse_rate:g}/s "
+                f"({streams * args.sse_rate:,.0f} events/s offered), {seconds:g}s"
+            )
+            sse_targets = {
+                "direct": f"http://127.0.0.1:{sse_port}/v1/chat/completions",
+                "nginx": f"http://127.0.0.1:{nginx_port}/sse/v1/chat/completions",
+                "llamaswap": f"http://127.0.0.1:{daemon_port}/v1/chat/completions",
+            }
+            print(f"{'target':<10} {'events/s':>10} {'p50 stream':>11} {'added':>8}")
+            direct_p50 = 0.0
+            for name, url in sse_targets.items():
+                rps, p50, bad = wrk(url, sse_script, streams, seconds)
+                direct_p50 = p50 if name == "direct" else direct_p50
+                note = f"  ({bad} non-2xx)" if bad else ""
+                print(
+                    f"{name:<10} {rps * events:10,.0f} {p50:10.3f}s {(p50 - direct_p50) * 1e3:6.1f}ms{note}"
+                )
+        finally:
+            for proc in reversed(procs):
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
