@@ -734,3 +734,30 @@ def test_legacy_strip_params_only_when_strip_params_empty() -> None:
     assert err(
         "models:\n  m:\n    cmd: srv ${PORT}\n    filters: {strip_params: [b]}\n"
     ).startswith("models.m.filters.strip_params: must be a string, got list")
+
+
+def test_global_macros_in_top_level_values() -> None:
+    c = cfg(
+        """
+macros: {main: big, hct: 45, key: sk-1}
+healthCheckTimeout: ${hct}
+apiKeys: ["${key}", "${key}-b"]
+hooks: {on_startup: {preload: ["${main}"]}}
+models:
+  big: {cmd: "a ${PORT}"}
+routing: {router: {settings: {groups: {g: {members: ["${main}"]}}}}}
+"""
+    )
+    assert c.health_check_timeout == 45 and c.api_keys == ("sk-1", "sk-1-b")
+    assert c.preload == ("big",) and c.groups[0].members == ("big",)
+    assert (
+        err("apiKeys: ['${nope}']\n" + ONE)
+        == "apiKeys[0]: unknown macro '${nope}' found in apiKeys[0]"
+    )
+    assert err("hooks: {on_startup: {preload: ['${MODEL_ID}']}}\n" + ONE).startswith(
+        "hooks.on_startup.preload[0]: unknown macro '${MODEL_ID}'"
+    )
+    # unsupported sections are ignored whole, macros included
+    assert cfg("peers: {p: {apiKey: '${whatever}'}}\n" + ONE).warnings == (
+        "peers: not supported by llamaswap yet; ignored",
+    )

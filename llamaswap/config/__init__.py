@@ -14,7 +14,9 @@ Deliberate differences from llama-swap, each chosen so a config is never silentl
 * Group members and fifo priorities naming no model are dropped with a warning (llama-swap's own
   example config has such illustrative names).
 * Duplicate YAML keys are errors (as in Go's yaml.v3); YAML dates stay strings.
-* A macro that uses a macro declared after it is an error at its definition.
+* A macro that uses a macro declared after it is an error at its definition. Global macros also
+  expand in supported top-level values (``preload``, ``apiKeys``, groups, ...), as llama-swap's docs
+  promise ("any configuration value"); a leftover ``${...}`` there is an error too.
 * A model with no ``proxy`` whose ``cmd`` does not use ``${PORT}`` is skipped with a warning
   (llama-swap rejects the whole file; its own example config has such a model). An explicit
   ``proxy`` using ``${PORT}`` without ``cmd`` using it is still an error.

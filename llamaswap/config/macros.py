@@ -101,7 +101,7 @@ def leftover_macros(value: Any, path: str, allow: frozenset[str] = frozenset()) 
         for ref in MACRO_REF_RE.findall(value):
             if ref in allow:
                 continue
-            if ref == "PORT":
+            if ref == "PORT" and path.startswith("models."):
                 raise ConfigError(
                     f"{path}: uses ${{PORT}} but the model's cmd does not; "
                     "${PORT} is only allocated for models whose cmd uses it"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from llamaswap.config.macros import resolve_macros, validate_macros
+from llamaswap.config.macros import leftover_macros, resolve_macros, substitute, validate_macros
 from llamaswap.config.model import DEFAULT_START_PORT, Config, ConfigError
 from llamaswap.config.per_model import MAX_PORT, parse_models
 from llamaswap.config.routing import Resolver, parse_groups, parse_scheduler
@@ -79,6 +79,10 @@ def build_config(
         raise ConfigError(f"{source}: the top level must be a mapping, got {type_name(data)}")
     ctx = Ctx(require_cmd=require_cmd)
     ctx.unknown_keys(data, "", TOP_LEVEL_KEYS, TOP_LEVEL_UNSUPPORTED)
+    global_macros = validate_macros(opt(data, "macros"), "macros")
+    data = _apply_global_macros(
+        data, resolve_macros([(n, v, f"macros.{n}") for n, v in global_macros])
+    )
 
     hct_raw = opt(data, "healthCheckTimeout")
     health_check_timeout = (
@@ -127,9 +131,6 @@ def build_config(
     if opt(data, "sendLoadingState") is not None:
         send_loading_state = as_bool(data["sendLoadingState"], "sendLoadingState")
 
-    global_macros = validate_macros(opt(data, "macros"), "macros")
-    resolve_macros([(n, v, f"macros.{n}") for n, v in global_macros])
-
     api_keys = _api_keys(opt(data, "apiKeys"))
 
     models = parse_models(
@@ -168,6 +169,20 @@ def build_config(
         aliases=aliases,
         sources=sources,
     )
+
+
+def _apply_global_macros(data: Mapping[str, Any], macros: Mapping[str, Any]) -> dict[str, Any]:
+    """Global macros in every supported top-level value except ``models`` (expanded per model).
+
+    llama-swap documents macros as usable "in any configuration value"; anything left unexpanded
+    here (including ``${MODEL_ID}``/``${PORT}``, which only exist per model) is an error.
+    """
+    out = dict(data)
+    for key, value in data.items():
+        if key in TOP_LEVEL_KEYS and key not in ("models", "macros"):
+            out[key] = substitute(value, macros, typed=True)
+            leftover_macros(out[key], key)
+    return out
 
 
 def _api_keys(raw: Any) -> tuple[str, ...]:
