@@ -1,11 +1,19 @@
 """Simulator throughput benchmark: simulated requests per wall-second and peak memory.
 
-Runs ``fifo`` and ``serial`` on a synthetic 3-model trace (Zipf popularity, Poisson arrivals) of
-``--requests`` requests (default 200k), each in a fresh subprocess so peak RSS (``ru_maxrss``) is
-per run, then the same for 1M requests (``--million``, on by default) to check memory. Prints a table
-and writes the figures to ``bench/sim_throughput.json``. Not a test: numbers depend on the machine.
+Runs ``fifo`` and ``serial`` on a synthetic 3-model trace (Zipf popularity, Poisson arrivals), each
+in a fresh subprocess so peak RSS (``ru_maxrss``) is per run:
 
-    .venv/bin/python bench/sim_throughput.py [--requests 200000] [--no-million]
+- ``--requests`` (default 200k) requests at 2 req/s: fifo keeps up, serial cannot (it serves one
+  request at a time and swaps on almost every other one), so serial rejects most (cheaply);
+- the same at 1M requests (skip with ``--no-million``): the memory check (goal <= 1 GiB);
+- a swap-heavy run at 0.6 req/s that serial can sustain (skip with ``--no-swap-heavy``): about one
+  model swap per two requests, where the core's per-swap work dominates.
+
+Prints a line per run (``--json PATH`` also writes them as JSON); record them in reports/README.md. Not a test: numbers
+depend on the machine and on what else runs on it, so requests per CPU-second are reported beside
+the wall-clock rate.
+
+    .venv/bin/python bench/sim_throughput.py [--requests 200000] [--no-million] [--no-swap-heavy]
 """
 
 from __future__ import annotations
@@ -19,11 +27,11 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).with_suffix(".json")
-RATE = 2.0  # requests/s across the three models
+RATE = 2.0  # requests/s across the three models: fifo keeps up, serial (one at a time) cannot
+SWAP_HEAVY_RATE = 0.6  # low enough for serial to keep up; about one swap per two requests
 
 
-def child(scheduler: str, requests: int) -> dict[str, object]:
+def child(scheduler: str, requests: int, rate: float = RATE) -> dict[str, object]:
     from llamaswap.core.spec import ModelSpec, RoutingSpec
     from llamaswap.timing import TimingProfile
     from sim.run import simulate
@@ -32,8 +40,8 @@ def child(scheduler: str, requests: int) -> dict[str, object]:
     models = ["A", "B", "C"]
     trace = synthetic_trace(
         {
-            "duration": requests / RATE,
-            "rate": RATE,
+            "duration": requests / rate,
+            "rate": rate,
             "models": models,
             "zipf": 1.0,
             "output_tokens": 16,
@@ -51,13 +59,18 @@ def child(scheduler: str, requests: int) -> dict[str, object]:
         }
     )
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     record, wall = simulate(spec, scheduler, trace, {m: profile for m in models}, seed=1)
+    cpu = time.process_time() - cpu0
     statuses = bytes(record.status)
     return {
         "scheduler": scheduler,
+        "rate": rate,
         "requests": len(trace),
         "wall_seconds": round(wall, 3),
         "requests_per_second": round(len(trace) / wall),
+        "cpu_seconds": round(cpu, 3),
+        "requests_per_cpu_second": round(len(trace) / cpu),
         "completed": statuses.count(1),
         "rejected": statuses.count(3),
         "swaps": len(record.swaps),
@@ -71,19 +84,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--no-million", action="store_true", help="skip the 1M-request memory run")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--no-swap-heavy", action="store_true", help="skip the swap-heavy run")
     parser.add_argument(
-        "--child", nargs=2, metavar=("SCHEDULER", "REQUESTS"), help=argparse.SUPPRESS
+        "--child", nargs=3, metavar=("SCHEDULER", "REQUESTS", "RATE"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], int(args.child[1]))))
+        print(json.dumps(child(args.child[0], int(args.child[1]), float(args.child[2]))))
         return 0
-    sizes = [args.requests] + ([] if args.no_million else [1_000_000])
+    runs = [(args.requests, RATE)]
+    runs += [] if args.no_million else [(1_000_000, RATE)]
+    runs += [] if args.no_swap_heavy else [(args.requests, SWAP_HEAVY_RATE)]
     rows = []
-    for size in sizes:
+    for size, rate in runs:
         for scheduler in ("fifo", "serial"):
             out = subprocess.run(
-                [sys.executable, __file__, "--child", scheduler, str(size)],
+                [sys.executable, __file__, "--child", scheduler, str(size), str(rate)],
                 check=True,
                 capture_output=True,
                 text=True,
@@ -91,24 +108,26 @@ def main() -> int:
             row = json.loads(out.strip().splitlines()[-1])
             rows.append(row)
             print(
-                f"{row['scheduler']:>7} {row['requests']:>8} requests: "
-                f"{row['requests_per_second']:>7} simulated req/s, wall {row['wall_seconds']:.1f} s, "
+                f"{row['scheduler']:>7} {row['requests']:>8} requests at {row['rate']} req/s: "
+                f"{row['requests_per_second']:>7} simulated req/s "
+                f"({row['requests_per_cpu_second']} per CPU-second), wall {row['wall_seconds']:.1f} s, "
                 f"peak RSS {row['peak_rss_mib']:.0f} MiB, swaps {row['swaps']}, "
                 f"completed {row['completed']}, rejected {row['rejected']}",
                 flush=True,
             )
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
-                "trace": f"synthetic, 3 models, Zipf 1.0, Poisson {RATE} req/s",
-                "runs": rows,
-            },
-            indent=2,
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
+                    "trace": "synthetic, 3 models, Zipf 1.0, Poisson arrivals at `rate`",
+                    "runs": rows,
+                },
+                indent=2,
+            )
+            + "\n"
         )
-        + "\n"
-    )
-    print(f"wrote {RESULTS}")
+        print(f"wrote {args.json}")
     return 0
 
 

@@ -227,3 +227,60 @@ def test_expect_grammar(text: str, passed: bool) -> None:
 def test_expect_errors(text: str, message: str) -> None:
     with pytest.raises(ExpectError, match=message):
         evaluate(text, VALUES)
+
+
+def test_superposed_trace_files_with_per_part_transforms(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("arrival,model,service_time\n0,X,1\n10,X,1\n20,X,1\n")
+    (tmp_path / "b.jsonl").write_text(
+        '{"arrival": 5, "model": "Y", "service_time": 1}\n'
+        '{"arrival": 15, "model": "Y", "service_time": 1}\n'
+    )
+    data = {
+        **base(),
+        "config": {"models": {"A": {}, "B": {}}},
+        "trace": {
+            "superpose": [
+                {"file": str(tmp_path / "a.csv"), "transforms": [{"rename": {"X": "A"}}]},
+                {"file": "b.jsonl", "format": "canonical", "transforms": [{"rename": {"Y": "B"}}]},
+            ],
+            "transforms": [{"time_scale": 2}],
+        },
+    }
+    scenario = parse_scenario(data, tmp_path / "s.yaml")
+    trace = scenario.load_trace()
+    assert trace.model_names() == ["A", "B", "A", "B", "A"]
+    assert trace.arrival.tolist() == [0.0, 10.0, 20.0, 30.0, 40.0]
+    experiment = run_experiment(scenario, trace)
+    assert experiment.summary["results"]["serial"]["completed"] == 5
+
+
+def test_cli_bless_and_check_golden(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from llamaswap.cli import main
+
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    scenario = folder / "default.yaml"
+    shutil.copy(ROOT / "scenarios" / "default.yaml", scenario)
+    out = ["--out", str(tmp_path / "out"), "--quiet"]
+    assert main(["sim", str(scenario), "--ci", "--check-golden", *out]) == 1
+    assert main(["sim", str(scenario), "--ci", "--bless", *out]) == 0
+    assert "(new golden file)" in capsys.readouterr().out
+    assert main(["sim", str(scenario), "--ci", "--check-golden", *out]) == 0
+    assert "matches golden" in capsys.readouterr().out
+    assert main(["sim", str(scenario), "--bless", *out]) == 2  # only the CI-scaled run is golden
+    assert "need --ci" in capsys.readouterr().err
+
+
+def test_progress_bar_reports_each_scheduler() -> None:
+    import io
+
+    from rich.console import Console
+
+    from sim.cli import _progress
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100)
+    scenario, _ = ci_run(ROOT / "scenarios" / "default.yaml")
+    with _progress(True, console) as factory:
+        run_experiment(scenario, scenario.load_trace(ci=True), ["fifo"], progress=factory)
+    assert "simulating fifo" in buffer.getvalue()
