@@ -131,6 +131,26 @@ def wrk(url: str, script: Path, connections: int, seconds: float) -> tuple[float
     return rps, p50, int(bad.group(1)) if bad else 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (and its reaped children), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def nginx_worker(master_pid: int) -> int:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == master_pid:
+                return int(entry)
+    return master_pid
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -234,21 +254,32 @@ models:
                 "nginx": f"http://127.0.0.1:{nginx_port}/v1/chat/completions",
                 "llamaswap": f"http://127.0.0.1:{daemon_port}/v1/chat/completions",
             }
-            print(f"JSON, {args.seconds:g}s per point (wrk -t1)")
+            cpu_pid = {
+                "direct": nginx_worker(procs[0].pid),
+                "nginx": nginx_worker(procs[1].pid),
+                "llamaswap": procs[3].pid,
+            }
             print(
-                f"{'target':<10} {'p50 c1':>9} {'added':>8} {'req/s c1':>9} {'req/s c16':>10} {'req/s c64':>10}"
+                f"JSON, {args.seconds:g}s per point (wrk -t1); CPU = the proxy's own CPU per request"
+            )
+            print(
+                f"{'target':<10} {'p50 c1':>9} {'added':>8} {'req/s c1':>9} {'req/s c16':>10} "
+                f"{'req/s c64':>10} {'CPU/req c16':>12}"
             )
             results: dict[str, tuple[float, float, float, float]] = {}
             for name, url in targets.items():
                 rps1, p50, bad1 = wrk(url, json_script, 1, args.seconds)
+                cpu_before = cpu_seconds(cpu_pid[name])
                 rps16, _, bad16 = wrk(url, json_script, 16, args.seconds)
+                cpu_per_request = (cpu_seconds(cpu_pid[name]) - cpu_before) / (rps16 * args.seconds)
                 rps64, _, bad64 = wrk(url, json_script, 64, args.seconds)
                 if bad1 or bad16 or bad64:
                     print(f"    {name}: non-2xx responses: {bad1 + bad16 + bad64}")
                 results[name] = (p50, rps1, rps16, rps64)
                 added = (p50 - results["direct"][0]) * 1e3
                 print(
-                    f"{name:<10} {p50 * 1e3:8.3f}ms {added:7.3f}ms {rps1:9.0f} {rps16:10.0f} {rps64:10.0f}"
+                    f"{name:<10} {p50 * 1e3:8.3f}ms {added:7.3f}ms {rps1:9.0f} {rps16:10.0f} "
+                    f"{rps64:10.0f} {cpu_per_request * 1e6:10.0f}us"
                 )
             for c, i in ((16, 2), (64, 3)):
                 share = results["llamaswap"][i] / results["nginx"][i]
@@ -266,14 +297,20 @@ models:
                 "nginx": f"http://127.0.0.1:{nginx_port}/sse/v1/chat/completions",
                 "llamaswap": f"http://127.0.0.1:{daemon_port}/v1/chat/completions",
             }
-            print(f"{'target':<10} {'events/s':>10} {'p50 stream':>11} {'added':>8}")
+            print(
+                f"{'target':<10} {'events/s':>10} {'p50 stream':>11} {'added':>8} {'CPU/event':>10}"
+            )
             direct_p50 = 0.0
+            cpu_pid["direct"] = procs[2].pid
             for name, url in sse_targets.items():
+                cpu_before = cpu_seconds(cpu_pid[name])
                 rps, p50, bad = wrk(url, sse_script, streams, seconds)
+                cpu_per_event = (cpu_seconds(cpu_pid[name]) - cpu_before) / (rps * events * seconds)
                 direct_p50 = p50 if name == "direct" else direct_p50
                 note = f"  ({bad} non-2xx)" if bad else ""
                 print(
-                    f"{name:<10} {rps * events:10,.0f} {p50:10.3f}s {(p50 - direct_p50) * 1e3:6.1f}ms{note}"
+                    f"{name:<10} {rps * events:10,.0f} {p50:10.3f}s {(p50 - direct_p50) * 1e3:6.1f}ms "
+                    f"{cpu_per_event * 1e6:8.1f}us{note}"
                 )
         finally:
             for proc in reversed(procs):

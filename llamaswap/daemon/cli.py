@@ -93,6 +93,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"llamaswap: invalid config: {exc}", file=sys.stderr)
         return 1
     _configure_logging()
+    if args.loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if args.loop == "uvloop":
+                print("llamaswap: --loop uvloop: uvloop is not installed", file=sys.stderr)
+                return 1
+        else:
+            return int(uvloop.run(_serve(args, config)))
     return asyncio.run(_serve(args, config))
 
 
@@ -138,5 +147,11 @@ def register(subparsers: Any) -> None:
         type=_positive,
         default=None,
         help="override healthCheckTimeout, below llama-swap's 15 s floor too (for tests)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="event loop: uvloop when installed (auto), or the standard asyncio loop",
     )
     parser.set_defaults(func=run)

@@ -302,7 +302,13 @@ async def _serve(args: argparse.Namespace, upstream: FakeUpstream) -> None:
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port, reuse_address=True)
     await site.start()
-    upstream.log(f"listening on http://{args.host}:{args.port}, loading for {args.load_time:g}s")
+    # Always printed (even with --quiet): benchmarks read the moment it could first answer 200.
+    # time.monotonic() is CLOCK_MONOTONIC, shared by every process on the machine.
+    print(
+        f"fake-upstream[{args.model}]: listening on http://{args.host}:{args.port}, "
+        f"loading for {args.load_time:g}s, healthy_at_monotonic={upstream.started + upstream.load_time:.6f}",
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if not args.ignore_sigterm:

@@ -8,9 +8,10 @@ invoked from this module's own tasks (never from inside ``Router.handle``).
   kernel kills it if the daemon dies; a :mod:`watchdog` process covers the rest of its group.
 - stdout/stderr are read in chunks (not lines: a model's progress bar may never end a line) into the
   model's log monitor.
-- Health checks poll ``proxy + checkEndpoint`` from 5 ms, backing off by 1.5x to 20 ms: a model
-  that takes two minutes to load costs ~6000 cheap GETs, and a swap costs at most ~20 ms beyond the
-  upstream's own start (llama-swap polls once a second). The deadline is the core's business.
+- Health checks poll ``proxy + checkEndpoint`` from 5 ms, backing off by 1.5x to 10 ms: a model
+  that takes two minutes to load costs ~12000 cheap GETs (~1.5% of a core while it loads), and a
+  swap costs ~5-10 ms beyond the upstream's own start (llama-swap polls once a second, ~0.5 s).
+  The deadline is the core's business.
 - Commands are looked up on ``PATH``; a bare name that is not there but sits next to the daemon's
   own Python (its virtualenv's ``bin``) is taken from there, so ``llamaswap fake-upstream`` in a
   config works even when the venv is not activated.
@@ -38,7 +39,7 @@ from llamaswap.daemon.logs import Logs
 log = logging.getLogger("llamaswap.processes")
 
 POLL_FIRST = 0.005
-POLL_MAX = 0.02
+POLL_MAX = 0.01
 POLL_ATTEMPT_TIMEOUT = 5.0
 PIPE_DRAIN_TIMEOUT = 2.0
 _PR_SET_PDEATHSIG = 1
