@@ -221,7 +221,7 @@ REALISTIC = st.fixed_dictionaries(
     },
 )
 ANY_CONFIG = st.one_of(REALISTIC, REALISTIC, CONFIG, VALUES)
-FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _build(data: Any, require_cmd: bool) -> None:
@@ -253,7 +253,7 @@ def test_fuzzed_merges_give_config_or_config_error(first: Any, second: Any) -> N
     _build(merged, True)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     data=st.one_of(REALISTIC, CONFIG),
     cut=st.integers(min_value=0, max_value=400),
@@ -305,7 +305,7 @@ def test_port_allocation_property(uses_port: dict[str, bool], start: int) -> Non
         assert cfg.models[mid].cmd == ("srv", "--port", str(cfg.models[mid].port))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     uses_port=PORT_IDS,
     split=st.lists(st.integers(min_value=0, max_value=2), min_size=8, max_size=8),
