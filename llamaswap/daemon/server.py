@@ -191,8 +191,10 @@ class Daemon:
                     state.append((str(path), None))
             return tuple(state)
 
+        last = snapshot()
+
         async def loop() -> None:
-            last = snapshot()
+            nonlocal last
             while True:
                 await asyncio.sleep(every)
                 now = snapshot()
