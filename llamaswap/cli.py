@@ -16,6 +16,7 @@ from llamaswap import __version__
 COMMAND_MODULES = (
     "llamaswap.daemon.cli",  # serve
     "llamaswap.daemon.fake_upstream",  # fake-upstream
+    "llamaswap.config.cli",  # check-config
     "sim.cli",  # sim, trace
 )
 
