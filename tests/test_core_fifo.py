@@ -205,6 +205,29 @@ def test_quirk2_ready_model_still_queues_while_a_swap_in_progress_plans_to_evict
     assert [r.id for r in effects.granted] == ["b1", "a1"]
 
 
+def test_ready_model_is_not_fast_pathed_while_a_co_resident_model_must_go() -> None:
+    """Groups are asymmetric: non-exclusive B may load next to exclusive A, but the next request
+    for A evicts B first (no fast path while A's eviction set is not empty)."""
+    groups = (
+        GroupSpec("hard", ("A",), swap=True, exclusive=True),
+        GroupSpec("soft", ("B",), swap=True, exclusive=False),
+    )
+    h = fifo("A", "B", groups=groups)
+    h.request("a1", "A")
+    h.ready("A")
+    h.finish("a1")
+    h.request("b1", "B")
+    h.ready("B")
+    h.finish("b1")
+    assert h.router.running_models() == ["A", "B"]
+    h.request("a2", "A")
+    assert h.host.granted_ids() == ["a1", "b1"], "A waits until B is gone"
+    assert h.host.terminated_models() == ["B"]
+    h.exited("B")
+    assert h.host.granted_ids() == ["a1", "b1", "a2"]
+    assert h.host.spawned_models() == ["A", "B"], "A was never restarted"
+
+
 def test_never_evicts_a_model_with_requests_in_flight() -> None:
     h = fifo("A", "B")
     h.request("a1", "A")
