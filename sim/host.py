@@ -33,8 +33,10 @@ from llamaswap.timing import TimingProfile
 PENDING, OK, ERROR, REJECTED, CANCELLED, GRANTED = 0, 1, 2, 3, 4, 5
 STATUS_NAMES = {OK: "ok", ERROR: "error", REJECTED: "rejected", CANCELLED: "cancelled"}
 _REJECT_KINDS = (ErrorKind.OVER_LIMIT, ErrorKind.NOT_FOUND)
-_TRANSIENT = ("starting", "stopping")
-_DOWN = ("stopped", "shutdown")
+_TRANSIENT = {"starting": 1, "stopping": 1}
+"""States that count as swap overhead in ``busy_fraction.loading``."""
+_RESIDENT = {"starting": 1, "ready": 1, "stopping": 1}
+"""States in which a model holds memory (``max_resident_models``)."""
 STATE_CODES = {"stopped": 0, "starting": 1, "ready": 2, "stopping": 3, "shutdown": 0}
 
 
@@ -336,26 +338,24 @@ class SimHost:
             self._last_evict[observation.model] = observation.evict  # type: ignore[attr-defined]
 
     def _on_state(self, obs: ProcessStateChanged) -> None:
+        old, new = obs.old, obs.new
         rec = self.record
         self._tick()
-        if obs.old in _TRANSIENT:
-            self._n_transient -= 1
-        if obs.new in _TRANSIENT:
-            self._n_transient += 1
-        was, now_resident = obs.old not in _DOWN, obs.new not in _DOWN
-        self._resident += int(now_resident) - int(was)
-        rec.max_resident = max(rec.max_resident, self._resident)
-        rec.states.append((obs.at, obs.model, STATE_CODES.get(obs.new, 0)))
-        if obs.new == "starting":
+        self._n_transient += _TRANSIENT.get(new, 0) - _TRANSIENT.get(old, 0)
+        self._resident += _RESIDENT.get(new, 0) - _RESIDENT.get(old, 0)
+        if self._resident > rec.max_resident:
+            rec.max_resident = self._resident
+        rec.states.append((obs.at, obs.model, STATE_CODES.get(new, 0)))
+        if new == "starting":
             evicted = " ".join(self._last_evict.pop(obs.model, ()))
             row = [obs.at, math.nan, obs.model, evicted, 0]
             self._open_swap[obs.model] = row
             rec.swaps.append(row)
-        elif obs.old == "starting":
+        elif old == "starting":
             row = self._open_swap.pop(obs.model, [])
             if row:
                 row[1] = obs.at
-                row[4] = int(obs.new == "ready")
+                row[4] = int(new == "ready")
 
     # ------------------------------------------------------------------ client side
 

@@ -25,14 +25,18 @@ def simulate(
     profiles: Mapping[str, TimingProfile],
     seed: int,
     progress: Callable[[int], None] | None = None,
+    host_factory: Callable[..., SimHost] = SimHost,
 ) -> tuple[SimRecord, float]:
-    """Replay ``trace`` through the real router with ``scheduler``; returns (record, wall seconds)."""
+    """Replay ``trace`` through the real router with ``scheduler``; returns (record, wall seconds).
+
+    ``host_factory``: a :class:`SimHost` subclass (e.g. one that also writes the event log).
+    """
     wall = time.perf_counter()
     env = simpy.Environment()
     clock = SimClock(env)
     models = sorted(set(spec.models) | set(trace.models))
     default = TimingProfile()
-    host = SimHost(
+    host = host_factory(
         env,
         models,
         {m: profiles.get(m, default) for m in models},
