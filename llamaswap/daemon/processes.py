@@ -42,6 +42,7 @@ POLL_FIRST = 0.005
 POLL_MAX = 0.01
 POLL_ATTEMPT_TIMEOUT = 5.0
 PIPE_DRAIN_TIMEOUT = 2.0
+DEATH_GRACE = 0.25
 _PR_SET_PDEATHSIG = 1
 
 
@@ -194,8 +195,16 @@ class UpstreamProcesses:
         corpse (a crash is seen on the socket before the child watcher reaps the process).
         """
         child = self._children.get(model)
-        if child is None or child.proc is None or child.task is None or _alive(child.proc.pid):
+        if child is None or child.proc is None or child.task is None:
             return
+        # A dying process closes its sockets a moment before it becomes a zombie: give it that
+        # moment (only on this failure path) before concluding it is alive.
+        loop = asyncio.get_running_loop()
+        grace_until = loop.time() + DEATH_GRACE
+        while _alive(child.proc.pid):
+            if loop.time() >= grace_until:
+                return
+            await asyncio.sleep(0.005)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(child.task), timeout)
 
