@@ -1,0 +1,338 @@
+"""Regenerate the whole scheduler evaluation of issue 6 with one command::
+
+    .venv/bin/python eval/run_evaluation.py            # about a minute on 2 cores
+
+Runs ``serial``, ``fifo`` and ``batch-aging`` (with its documented defaults) through the SimPy
+simulator (``sim.run.simulate``: the real router and schedulers) on three workloads built from the
+real traces in ``../shared/traces/raw`` (see ``eval/workloads.py``), sweeping the offered load and
+two load-time settings, plus the always-resident lower bound. Writes ``reports/eval/results.json``,
+the figures under ``docs/figures/`` and the generated tables between the markers of
+``docs/evaluation.md``. Same inputs, same seed => byte-identical JSON and tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import workloads as wl
+
+from sim.metrics import summarize
+from sim.run import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+LOADS = (0.3, 0.5, 0.7, 0.9)
+NOMINAL = 0.7
+SCHEDULERS = ("serial", "fifo", "batch-aging")
+BOUND = "always-resident"
+PARETO_MAX_WAITS = (15.0, 30.0, 60.0, 120.0, 240.0)
+"""``maxWait`` values traced at nominal load for the Pareto chart (the other settings at defaults)."""
+SEED = 1
+COLORS = {"serial": "tab:red", "fifo": "tab:blue", "batch-aging": "tab:green", BOUND: "black"}
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers the evaluation uses from a ``sim.metrics.summarize`` result."""
+    return {
+        "requests": summary["requests"],
+        "completed": summary["completed"],
+        "latency": summary["latency"],
+        "wait_max": summary["wait"]["max"],
+        "wait_p99": summary["wait"]["p99"],
+        "swaps": summary["swaps"],
+        "swaps_per_1k": summary["swaps_per_1k"],
+        "busy_fraction": summary["busy_fraction"],
+        "per_model": {
+            m: {"requests": v["requests"], "wait_p99": v["wait_p99"]}
+            for m, v in summary["per_model"].items()
+        },
+    }
+
+
+def run_cell(
+    workload: wl.Workload,
+    setting: wl.LoadSetting,
+    rho: float,
+    scheduler: str,
+    settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    trace = workload.at_load(rho)
+    if scheduler == BOUND:
+        spec = wl.resident_routing(workload.models)
+        record, wall = simulate(spec, "fifo", trace, workload.resident_profiles(), SEED)
+    else:
+        spec = wl.routing(workload.models, scheduler, settings)
+        record, wall = simulate(spec, scheduler, trace, workload.profiles(setting), SEED)
+    return _metrics(summarize(record, trace, wall))
+
+
+def run_all(quick: bool = False) -> dict[str, Any]:
+    loads = (0.5, NOMINAL) if quick else LOADS
+    out: dict[str, Any] = {"loads": list(loads), "nominal": NOMINAL, "seed": SEED, "workloads": {}}
+    for workload in (wl.azure_mooncake(), wl.alibaba(), wl.servegen(), wl.hot_and_rare()):
+        entry: dict[str, Any] = {
+            "title": workload.title,
+            "note": workload.note,
+            "requests": len(workload.trace),
+            "models": {
+                m: int((workload.trace.model == i).sum()) for i, m in enumerate(workload.models)
+            },
+            "mean_service": round(workload.mean_service(), 3),
+            "parallel": workload.profile.parallel,
+            "settings": {},
+        }
+        for setting in workload.settings:
+            cells: dict[str, Any] = {}
+            for scheduler in (*SCHEDULERS, BOUND):
+                cells[scheduler] = {
+                    f"{rho:g}": run_cell(workload, setting, rho, scheduler) for rho in loads
+                }
+            pareto = {
+                f"{mw:g}": run_cell(
+                    workload, setting, NOMINAL, "batch-aging", {"batch-aging": {"maxWait": mw}}
+                )
+                for mw in PARETO_MAX_WAITS
+            }
+            entry["settings"][setting.name] = {
+                "label": setting.label,
+                "mean_load_time": round(setting.load_time.mean(), 3),
+                "results": cells,
+                "pareto_max_wait": pareto,
+            }
+            print(f"  {workload.name} / {setting.name}: done", flush=True)
+        out["workloads"][workload.name] = entry
+    return out
+
+
+# ---------------------------------------------------------------------- figures
+
+
+def _panels(results: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    return [
+        (name, sname, s)
+        for name, w in results["workloads"].items()
+        for sname, s in w["settings"].items()
+    ]
+
+
+def _grid(results: Mapping[str, Any]) -> tuple[Any, Any]:
+    n = len(results["workloads"])
+    fig, axes = plt.subplots(2, n, figsize=(4.6 * n, 7.2), squeeze=False)
+    return fig, axes
+
+
+def _title(results: Mapping[str, Any], name: str, setting: Mapping[str, Any]) -> str:
+    return f"{results['workloads'][name]['title'].split(',')[0]}\n{setting['label']}"
+
+
+def line_figure(
+    results: Mapping[str, Any], metric: str, ylabel: str, path: Path, log: bool
+) -> None:
+    fig, axes = _grid(results)
+    names = list(results["workloads"])
+    loads = results["loads"]
+    for name, sname, setting in _panels(results):
+        ax = axes[0 if sname == "fast" else 1][names.index(name)]
+        for scheduler, cells in setting["results"].items():
+            ys = [_pick(cells[f"{rho:g}"], metric) for rho in loads]
+            style = "--" if scheduler == BOUND else "-"
+            ax.plot(
+                [100 * r for r in loads],
+                ys,
+                style,
+                marker="o",
+                ms=3,
+                label=scheduler,
+                color=COLORS[scheduler],
+            )
+        ax.set_title(_title(results, name, setting), fontsize=9)
+        ax.set_xlabel("offered load (% of one GPU)")
+        ax.set_ylabel(ylabel)
+        if log:
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+
+
+def pareto_figure(results: Mapping[str, Any], path: Path) -> None:
+    """p99 latency vs swaps per 1k requests: each scheduler's line runs over the load sweep; the
+    dotted green line is batch-aging at nominal load with maxWait swept."""
+    fig, axes = _grid(results)
+    names = list(results["workloads"])
+    loads = results["loads"]
+    for name, sname, setting in _panels(results):
+        ax = axes[0 if sname == "fast" else 1][names.index(name)]
+        for scheduler in SCHEDULERS:
+            cells = setting["results"][scheduler]
+            xs = [cells[f"{rho:g}"]["swaps_per_1k"] for rho in loads]
+            ys = [cells[f"{rho:g}"]["latency"]["p99"] for rho in loads]
+            ax.plot(xs, ys, "-", marker="o", ms=3, color=COLORS[scheduler], label=scheduler)
+            for x, y, rho in zip(xs, ys, loads, strict=True):
+                ax.annotate(f"{100 * rho:.0f}%", (x, y), fontsize=6, alpha=0.6)
+        sweep = setting["pareto_max_wait"]
+        ax.plot(
+            [c["swaps_per_1k"] for c in sweep.values()],
+            [c["latency"]["p99"] for c in sweep.values()],
+            ":",
+            marker="s",
+            ms=3,
+            color=COLORS["batch-aging"],
+            label=f"batch-aging @{100 * NOMINAL:.0f}%, maxWait {'/'.join(sweep)} s",
+        )
+        ax.set_title(_title(results, name, setting), fontsize=9)
+        ax.set_xlabel("swaps per 1k requests")
+        ax.set_ylabel("p99 latency (s)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _pick(cell: Mapping[str, Any], metric: str) -> float:
+    value: Any = cell
+    for part in metric.split("."):
+        value = value[part]
+    return float(value)
+
+
+def write_figures(results: Mapping[str, Any], out: Path) -> list[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "eval-p99-latency.png": ("latency.p99", "p99 latency (s)", True),
+        "eval-max-wait.png": ("wait_max", "max wait (s)", True),
+        "eval-swaps.png": ("swaps_per_1k", "swaps per 1k requests", True),
+    }
+    for filename, (metric, label, log) in files.items():
+        line_figure(results, metric, label, out / filename, log)
+    pareto_figure(results, out / "eval-pareto.png")
+    return [*files, "eval-pareto.png"]
+
+
+# ---------------------------------------------------------------------- tables
+
+
+def _f(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def tables(results: Mapping[str, Any]) -> str:
+    nominal = f"{results['nominal']:g}"
+    lines = [
+        f"Generated by `eval/run_evaluation.py` (seed {results['seed']}). Nominal load = "
+        f"{100 * results['nominal']:.0f}% of one GPU. Ratios are batch-aging / fifo; the goal is "
+        "p99 <= 0.8, max wait <= 0.5, swaps <= 1.1.",
+        "",
+    ]
+    verdicts: list[str] = []
+    for name, w in results["workloads"].items():
+        lines += [
+            f"#### {w['title']}",
+            "",
+            f"{w['requests']:,} requests; models {w['models']}; "
+            f"mean service {w['mean_service']:g} s, {w['parallel']} slot(s). {w['note']}.",
+            "",
+        ]
+        for sname, s in w["settings"].items():
+            lines += [
+                f"*{s['label']}* (mean load {s['mean_load_time']:g} s), at {100 * results['nominal']:.0f}% load:",
+                "",
+                "| scheduler | mean latency | p50 | p99 | max wait | swaps | swaps/1k |",
+                "|---|---:|---:|---:|---:|---:|---:|",
+            ]
+            for scheduler, cells in s["results"].items():
+                c = cells[nominal]
+                lat = c["latency"]
+                lines.append(
+                    f"| {scheduler} | {_f(lat['mean'], 1)} | {_f(lat['p50'], 1)} | {_f(lat['p99'], 1)} "
+                    f"| {_f(c['wait_max'], 1)} | {c['swaps'] if scheduler != BOUND else '-'} "
+                    f"| {_f(c['swaps_per_1k'], 1) if scheduler != BOUND else '-'} |"
+                )
+            lines.append("")
+            verdicts.append(_verdict_row(name, sname, s, results["loads"]))
+    header = [
+        "#### Goal check (batch-aging / fifo) at every load",
+        "",
+        "| workload | load times | "
+        + " | ".join(f"{100 * r:.0f}%" for r in results["loads"])
+        + " |",
+        "|---|---|" + "---|" * len(results["loads"]),
+    ]
+    legend = [
+        "",
+        "Each cell: p99 ratio / max-wait ratio / swaps ratio; **bold** = all three goals met.",
+        "",
+    ]
+    return "\n".join(lines + header + verdicts + legend)
+
+
+def ratios(s: Mapping[str, Any], rho: str) -> tuple[float, float, float]:
+    fifo = s["results"]["fifo"][rho]
+    mine = s["results"]["batch-aging"][rho]
+    return (
+        mine["latency"]["p99"] / fifo["latency"]["p99"],
+        mine["wait_max"] / fifo["wait_max"],
+        mine["swaps"] / max(fifo["swaps"], 1),
+    )
+
+
+def _verdict_row(name: str, sname: str, s: Mapping[str, Any], loads: Sequence[float]) -> str:
+    cells = []
+    for rho in loads:
+        p, m, sw = ratios(s, f"{rho:g}")
+        text = f"{p:.2f} / {m:.2f} / {sw:.2f}"
+        cells.append(f"**{text}**" if p <= 0.8 and m <= 0.5 and sw <= 1.1 else text)
+    return f"| {name} | {sname} | " + " | ".join(cells) + " |"
+
+
+def update_doc(doc: Path, generated: str) -> None:
+    text = doc.read_text() if doc.exists() else f"# Evaluation\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    doc.write_text(pattern.sub(lambda _m: f"{BEGIN}\n{generated}\n{END}", text))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="two load levels only (a smoke run)")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "eval")
+    parser.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "evaluation.md")
+    args = parser.parse_args(argv)
+    if not wl.RAW.is_dir():
+        print(f"error: the real traces are not at {wl.RAW}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    results = run_all(quick=args.quick)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    figures = write_figures(results, args.figures)
+    update_doc(args.doc, tables(results))
+    print(
+        f"wrote {args.out / 'results.json'}, {len(figures)} figures in {args.figures}, "
+        f"tables in {args.doc} ({time.perf_counter() - started:.0f} s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
