@@ -130,6 +130,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
     except (ScenarioError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for warning in (*scenario.warnings, *scenario.trace_warnings(trace)):
+        print(f"warning: {warning}", file=sys.stderr)
     out = args.out or Path("reports") / scenario.name
     show_progress = not args.quiet and sys.stderr.isatty()
     with _progress(show_progress, err) as factory:

@@ -18,13 +18,17 @@ class RoutingConfigError(ValueError):
     """The scenario's routing config is malformed; the message names the key path."""
 
 
-def routing_spec(data: Mapping[str, Any], source: str = "config") -> RoutingSpec:
+def routing_spec(
+    data: Mapping[str, Any], source: str = "config"
+) -> tuple[RoutingSpec, tuple[str, ...]]:
+    """The spec and the config's warnings (e.g. a model ignored as it would be by the daemon)."""
     if not isinstance(data, Mapping):
         raise RoutingConfigError(f"{source}: expected a mapping (the daemon's config schema)")
     try:
-        spec = parse_config(data, source=source, require_cmd=False).routing_spec()
+        config = parse_config(data, source=source, require_cmd=False)
     except ConfigError as exc:
         raise RoutingConfigError(str(exc)) from None
+    spec = config.routing_spec()
     if not spec.models:
         raise RoutingConfigError(f"{source}: models: at least one model is required")
-    return spec
+    return spec, tuple(config.warnings)

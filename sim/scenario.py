@@ -60,6 +60,18 @@ class Scenario:
     expect: list[str] = field(default_factory=list)
     ci: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    warnings: tuple[str, ...] = ()
+    """Config warnings (from ``llamaswap.config``), shown by the CLI."""
+
+    def trace_warnings(self, trace: Trace) -> list[str]:
+        """Models the trace asks for that the config does not serve (rejected as not_found)."""
+        unknown = [m for m in trace.models if m not in self.spec.models]
+        if not unknown:
+            return []
+        return [
+            f"trace models {unknown} are not in the config (models: {sorted(self.spec.models)}); "
+            "their requests will be rejected as not_found"
+        ]
 
     def trace_files(self) -> list[Path]:
         """Every file the trace spec names (resolved), for existence checks."""
@@ -167,7 +179,7 @@ def parse_scenario(data: Any, path: Path) -> Scenario:
     if "config" not in data:
         raise ScenarioError(f"{where}: 'config' (the routing config, daemon schema) is required")
     try:
-        spec = routing_spec(data["config"], f"{where}: config")
+        spec, warnings = routing_spec(data["config"], f"{where}: config")
     except (RoutingConfigError, ValueError) as exc:
         raise ScenarioError(str(exc)) from None
     schedulers = data.get("schedulers") or [spec.scheduler]
@@ -195,6 +207,7 @@ def parse_scenario(data: Any, path: Path) -> Scenario:
         expect=list(expect),
         ci=ci,
         description=str(data.get("description") or ""),
+        warnings=warnings,
     )
 
 

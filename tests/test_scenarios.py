@@ -284,3 +284,15 @@ def test_progress_bar_reports_each_scheduler() -> None:
     with _progress(True, console) as factory:
         run_experiment(scenario, scenario.load_trace(ci=True), ["fifo"], progress=factory)
     assert "simulating fifo" in buffer.getvalue()
+
+
+def test_warnings_for_ignored_models_and_unserved_trace_models(tmp_path: Path) -> None:
+    data = {**base(), "config": {"models": {"A": {}, "B": {"cmd": "server --no-port"}}}}
+    scenario = parse_scenario(data, tmp_path / "s.yaml")
+    assert any("models.B" in w for w in scenario.warnings)  # the daemon would ignore B too
+    trace = scenario.load_trace()
+    (warning,) = scenario.trace_warnings(trace)
+    assert "['B'] are not in the config" in warning
+    experiment = run_experiment(scenario, trace)
+    result = experiment.summary["results"]["fifo"]
+    assert result["rejected"] == result["per_model"]["B"]["requests"] > 0
