@@ -437,6 +437,26 @@ def test_cancel_of_the_last_swap_waiter_aborts_the_load_when_other_work_is_queue
     assert h.host.rejected == []
 
 
+def test_an_abandoned_load_is_stopped_even_when_the_queued_work_would_not_evict_it() -> None:
+    groups = (
+        GroupSpec("soft", ("A",), swap=True, exclusive=False),
+        GroupSpec("pair", ("C", "D"), swap=True, exclusive=False),
+    )
+    h = fifo("A", "C", "D", groups=groups)
+    h.request("c1", "C")
+    h.ready("C")
+    h.request("d1", "D")  # queued: evicting C would hit c1 in flight
+    h.request("a1", "A")  # loads alongside
+    h.cancel("a1")
+    assert h.state("A") == "stopping"
+    assert h.host.terminated_models() == ["A"]
+    h.exited("A")
+    assert h.state("A") == "stopped"
+    h.finish("c1")
+    h.settle()
+    assert h.host.granted_ids() == ["c1", "d1"]
+
+
 def test_cancel_of_one_of_several_swap_waiters_keeps_the_load() -> None:
     h = fifo("A", "B")
     h.request("a1", "A")

@@ -254,6 +254,16 @@ def test_queue_positions_include_the_request_being_loaded_for() -> None:
     assert [r.id for r in h.host.queue] == ["b1"]
 
 
+def test_queue_positions_are_reported_after_a_cancel() -> None:
+    h = serial("A", "B", "C")
+    h.request("a1", "A")
+    h.ready("A")
+    h.request("b1", "B")
+    h.request("c1", "C")
+    h.cancel("b1")
+    assert [r.id for r in h.host.queue] == ["c1"]
+
+
 def test_unload_fails_queued_requests_for_its_targets_and_the_rest_continue() -> None:
     h = serial("A", "B", "C")
     h.request("a1", "A")
