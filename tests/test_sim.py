@@ -266,3 +266,19 @@ def test_sim_with_trace_override(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["trace"]["requests"] == 2
     assert summary["results"]["serial"]["completed"] == 2
+
+
+def test_host_factory_lets_a_subclass_watch_the_run() -> None:
+    from sim.host import SimHost
+
+    seen: list[str] = []
+
+    class Watching(SimHost):
+        def arrive(self, index: int, model: str, cancel_after: float) -> None:
+            seen.append(model)
+            super().arrive(index, model, cancel_after)
+
+    trace = Trace.build([0.0, 1.0], ["A", "B"], service_time=[1.0, 1.0])
+    spec = RoutingSpec(models={m: ModelSpec(m) for m in "AB"})
+    record, _ = simulate(spec, "fifo", trace, {}, seed=1, host_factory=Watching)
+    assert seen == ["A", "B"] and list(record.status) == [OK, OK]
