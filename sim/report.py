@@ -118,6 +118,31 @@ def write_report(
     return report
 
 
+def per_model_table(summary: Mapping[str, Any]) -> list[str]:
+    """Per model and scheduler: requests, completed, loads, p99 wait and latency."""
+    lines = [
+        "### Per model",
+        "",
+        "| model | scheduler | requests | completed | loads | wait p99 | latency p99 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    models = sorted({m for r in summary["results"].values() for m in r.get("per_model", {})})
+    for model in models:
+        for name, result in summary["results"].items():
+            row = result.get("per_model", {}).get(model)
+            if row is None:
+                continue
+            cells = [
+                row["requests"],
+                row["completed"],
+                row["swaps"],
+                row["wait_p99"],
+                row["latency_p99"],
+            ]
+            lines.append(f"| {model} | {name} | " + " | ".join(fmt(c) for c in cells) + " |")
+    return [*lines, ""]
+
+
 def render_markdown(
     summary: Mapping[str, Any], plots: Mapping[str, str], outcomes: Sequence[Outcome]
 ) -> str:
@@ -151,6 +176,7 @@ def render_markdown(
         "Times in seconds. `serving`/`loading` are fractions of the run: some request in service, "
         "else some model starting or stopping (swap overhead), else idle.",
         "",
+        *per_model_table(summary),
     ]
     if outcomes:
         lines += ["## Expectations", ""]

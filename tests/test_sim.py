@@ -239,6 +239,7 @@ def test_report_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         assert width >= 400 and height >= 300
     report = (out / "report.md").read_text()
     assert "| scheduler |" in report and "![" in report and "timeline.png" in report
+    assert "### Per model" in report and "| llama-8b | fifo |" in report
 
 
 def test_sim_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
