@@ -283,3 +283,23 @@ def test_host_factory_lets_a_subclass_watch_the_run() -> None:
     spec = RoutingSpec(models={m: ModelSpec(m) for m in "AB"})
     record, _ = simulate(spec, "fifo", trace, {}, seed=1, host_factory=Watching)
     assert seen == ["A", "B"] and list(record.status) == [OK, OK]
+
+
+def test_load_longer_than_health_check_timeout_fails_the_load() -> None:
+    trace = Trace.build([0.0], ["A"], service_time=[1.0])
+    spec = RoutingSpec(models={"A": ModelSpec("A")}, health_check_timeout=20.0)
+    record, summary = run(trace, spec=spec, load_time=50.0)
+    assert list(record.status) == [ERROR] and record.error[0] == "load_failed"
+    assert record.end[0] == 20.0  # failed at the core's health deadline, not at the late "ready"
+    assert record.swaps[0][4] == 0
+    assert summary["failed_loads"] == 1
+
+
+def test_slow_unload_is_killed_after_the_graceful_window() -> None:
+    # ttl 5 s: idle unload at t=8; unload_time 30 s exceeds unload_timeout 10 s -> SIGKILL at 18.
+    trace = Trace.build([0.0, 12.0], ["A", "A"], service_time=[1.0, 1.0])
+    spec = RoutingSpec(models={"A": ModelSpec("A", ttl=5.0, unload_timeout=10.0)})
+    record, _ = run(trace, spec=spec, unload_time=30.0)
+    states = [(at, code) for at, model, code in record.states]
+    assert (8.0, 3) in states and (18.0, 0) in states  # stopping at 8, stopped (killed) at 18
+    assert record.start[1] == 20.0  # the restart waited for the kill, then loaded for 2 s
