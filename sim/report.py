@@ -64,8 +64,14 @@ def _f(value: float) -> str:
     return "" if math.isnan(value) else f"{value:.6f}"
 
 
+def _csv_field(text: str) -> str:
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def write_requests_csv(path: Path, record: SimRecord, trace: Trace) -> None:
-    ids = trace.request_ids()
+    ids = [_csv_field(i) for i in trace.request_ids()]
     names = trace.models
     with path.open("w") as handle:
         handle.write("id,model,arrival,start,end,status,error\n")

@@ -303,3 +303,16 @@ def test_slow_unload_is_killed_after_the_graceful_window() -> None:
     states = [(at, code) for at, model, code in record.states]
     assert (8.0, 3) in states and (18.0, 0) in states  # stopping at 8, stopped (killed) at 18
     assert record.start[1] == 20.0  # the restart waited for the kill, then loaded for 2 s
+
+
+def test_requests_csv_quotes_awkward_ids(tmp_path: Path) -> None:
+    import csv
+
+    from sim.report import write_requests_csv
+
+    trace = Trace.build([0.0, 1.0], ["A", "A"], service_time=[1.0, 1.0], ids=["a,b", 'say "hi"'])
+    record, _ = run(trace)
+    write_requests_csv(tmp_path / "r.csv", record, trace)
+    rows = list(csv.DictReader((tmp_path / "r.csv").open()))
+    assert [r["id"] for r in rows] == ["a,b", 'say "hi"']
+    assert [r["status"] for r in rows] == ["ok", "ok"]
