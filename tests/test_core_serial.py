@@ -169,6 +169,30 @@ def test_cancel_of_the_head_aborts_its_load_when_the_next_head_needs_another_mod
     assert h.host.rejected == []
 
 
+def test_a_load_left_without_waiters_is_aborted_when_a_request_for_another_model_arrives() -> None:
+    h = serial("A", "B")
+    h.request("a1", "A")
+    h.cancel("a1")
+    assert h.state("A") == "starting", "nobody else waits: the load may finish"
+    h.request("b1", "B")
+    assert h.state("A") == "stopping", "b1 is next in line: A would only be evicted again"
+    h.exited("A")
+    h.ready("B")
+    assert h.host.granted_ids() == ["b1"]
+    assert h.host.rejected == []
+
+
+def test_a_load_left_without_waiters_serves_a_new_request_for_the_same_model() -> None:
+    h = serial("A")
+    h.request("a1", "A")
+    h.cancel("a1")
+    h.request("a2", "A")
+    assert h.state("A") == "starting"
+    h.ready("A")
+    assert h.host.granted_ids() == ["a2"]
+    assert h.host.spawned == [("A", 1)]
+
+
 def test_cancel_of_the_head_keeps_the_load_when_the_next_head_wants_the_same_model() -> None:
     h = serial("A", "B")
     h.request("a1", "A")

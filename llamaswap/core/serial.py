@@ -43,6 +43,7 @@ class SerialScheduler:
             return
         self._queue.append(request)
         self._pump()
+        self._abandon_useless_load()
         if self._queue and self._queue[-1] is request:
             self._effects.queue_changed(self._queue)
 
@@ -52,16 +53,7 @@ class SerialScheduler:
         except ValueError:
             return  # already granted or answered: nothing to undo
         self._admission.release(request.model)
-        if (
-            self._swapping == request.model
-            and self._queue
-            and self._queue[0].model != request.model
-            and self._abandoned is None
-        ):
-            # Load cancellation: the new head needs another model, so this load could only be
-            # evicted again before anyone used it. Later requests for it load it in their turn.
-            self._abandoned = request.model
-            self._effects.cancel_swap(request.model)
+        self._abandon_useless_load()
         self._effects.queue_changed(self._queue)
 
     def on_swap_done(self, model: str, error: str | None) -> None:
@@ -146,6 +138,20 @@ class SerialScheduler:
             self._effects.start_swap(head.model, evict)
         if changed:
             self._effects.queue_changed(self._queue)
+
+    def _abandon_useless_load(self) -> None:
+        """Load cancellation: the head of the line needs another model than the one loading, so
+        the load could only be evicted again before anyone used it. Later requests for that model
+        load it in their turn. With nobody waiting at all, the load is left to finish."""
+        swapping = self._swapping
+        if (
+            swapping is not None
+            and self._abandoned is None
+            and self._queue
+            and self._queue[0].model != swapping
+        ):
+            self._abandoned = swapping
+            self._effects.cancel_swap(swapping)
 
     def _fail(self, request: Request, error: RequestError) -> None:
         self._admission.release(request.model)
