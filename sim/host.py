@@ -149,7 +149,7 @@ class SimHost:
     # ------------------------------------------------------------------ busy-time accounting
 
     def _tick(self) -> None:
-        now = self.env.now
+        now = self.env._now
         dt = now - self._last
         if dt > 0:
             rec = self.record

@@ -7,7 +7,7 @@
   earlier than r but started service later than r.
 - ``max_resident_models`` = most models simultaneously starting, ready or stopping.
 - ``max_in_flight`` = most requests granted (handed to model servers) at once.
-- ``busy_fraction``: share of the run (first arrival to last state change) during which at least
+- ``busy_fraction``: share of the run (trace time 0 to the last change) during which at least
   one request was in service (``serving``), else some model was starting/stopping (``loading``),
   else ``idle``.
 - ``jain_fairness`` = Jain's index (sum x)^2 / (n sum x^2) over per-model mean waits (1 = equal).
