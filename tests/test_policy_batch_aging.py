@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from recording_host import Harness
 
-from llamaswap.core import ErrorKind, ModelSpec, RoutingSpec
+from llamaswap.core import ErrorKind, GroupSpec, ModelSpec, RoutingSpec
 from llamaswap.core.batch_aging import BatchAgingScheduler, BatchAgingSettings
 from llamaswap.core.observe import SwapStarted
 from llamaswap.core.policies import scheduler_names
@@ -412,3 +412,33 @@ def test_settings_defaults_and_values() -> None:
     assert parsed.priority == {"A": 2}
     assert parsed.load_cost == {"A": 3.0}
     assert BatchAgingSettings.parse({}, ["A"]).max_wait == 60.0
+
+
+def test_urgency_drains_only_what_its_load_evicts() -> None:
+    """Groups: B swaps with A; C lives in its own group. B's urgency drains A, never C."""
+    spec = RoutingSpec(
+        models={m: ModelSpec(m, concurrency_limit=100) for m in "ABC"},
+        groups=(
+            GroupSpec("pair", ("A", "B"), exclusive=False),
+            GroupSpec("solo", ("C",), exclusive=False),
+        ),
+        scheduler="batch-aging",
+        scheduler_settings={
+            "batch-aging": {"maxWait": 5.0, "minResident": 0, "residencyPerLoad": 0}
+        },
+    )
+    h = Harness(spec)
+    h.request("a0", "A")
+    h.request("c0", "C")
+    assert sorted(loads(h)) == ["A", "C"], "independent groups load in parallel"
+    h.ready("A")
+    h.ready("C")
+    h.request("b0", "B")
+    h.advance(6.0)  # b0 urgent
+    h.request("a1", "A")
+    h.request("c1", "C")
+    assert "a1" not in h.host.granted_ids()
+    assert "c1" in h.host.granted_ids(), "C is not in B's way"
+    h.finish("a0")
+    assert loads(h)[-1] == "B"
+    assert h.state("C") == "ready"
