@@ -128,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             changes = compare(target, experiment.summary)
             failed += bool(changes)
-            print(f"{target}: " + ("DIFFERS" if changes else "ok"))
+            verdict = "ok" if not changes else ("DIFFERS" if target.exists() else "MISSING")
+            print(f"{target}: {verdict}")
         for line in changes:
             print(f"  {line}")
     return 1 if failed else 0
