@@ -183,7 +183,7 @@ jobs_strategy = st.lists(
 )
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     jobs=jobs_strategy,
     loads=st.tuples(st.floats(0.5, 20.0), st.floats(0.5, 20.0), st.floats(0.5, 20.0)),
@@ -259,7 +259,7 @@ def dense_two_model_jobs(draw: st.DrawFn) -> list[tuple[str, float, float]]:
     return jobs
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     jobs=dense_two_model_jobs(),
     loads=st.tuples(st.floats(0.5, 5.0), st.floats(0.5, 5.0)),
