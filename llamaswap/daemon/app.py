@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import itertools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ from llamaswap.daemon.extract import (
 from llamaswap.daemon.forward import relay, request_headers
 from llamaswap.daemon.loading import wait_with_loading_state
 from llamaswap.daemon.logs import LogMonitor
+from llamaswap.record.usage import UsageTap
 
 if TYPE_CHECKING:
     from llamaswap.daemon.server import Daemon
@@ -69,6 +71,9 @@ MULTIPART_ROUTES = ("/v1/audio/transcriptions", "/v1/images/edits")
 QUERY_ROUTES = ("/v1/audio/voices", "/sdapi/v1/loras", "/props")
 NO_AUTH = frozenset(("/health", "/wol-health"))
 _CORS_ALLOW_HEADERS = "Content-Type, Authorization, Accept, X-Requested-With"
+REQUEST_ID_HEADER = "X-Request-Id"
+"""A client-chosen request id: the id ``serve --record`` logs (so replayed traces line up)."""
+_record_ids = itertools.count(1)
 
 
 def _api_key(request: web.BaseRequest) -> str | None:
@@ -197,7 +202,19 @@ class Api:
             and request.path.startswith("/v1/chat/completions")
             and runtime.state(model_id) is not ProcessState.READY
         )
-        return await self._serve(request, runtime, model_id, url, body, loading, started)
+        facts = None
+        if daemon.recorder is not None:
+            json_body = found.json_body if isinstance(found.json_body, dict) else {}
+            max_tokens = next(
+                (
+                    v
+                    for k in ("max_tokens", "max_completion_tokens", "n_predict")
+                    if isinstance(v := json_body.get(k), int) and not isinstance(v, bool)
+                ),
+                None,
+            )
+            facts = (max_tokens, bool(found.stream))
+        return await self._serve(request, runtime, model_id, url, body, loading, started, facts)
 
     async def _serve(
         self,
@@ -208,11 +225,24 @@ class Api:
         body: Any,
         loading: bool,
         started: float,
+        facts: tuple[int | None, bool] | None = None,
     ) -> web.StreamResponse:
         daemon = self.daemon
         host = runtime.host
         daemon.active += 1
-        ticket = host.submit(model_id)
+        recorder = daemon.recorder
+        request_id: str | None = request.headers.get(REQUEST_ID_HEADER) or None
+        if request_id is not None:
+            request_id = request_id[:200]
+        tap: UsageTap | None = None
+        if recorder is not None:
+            if request_id is None:
+                request_id = f"req-{next(_record_ids)}"
+            max_tokens, stream = facts or (None, False)
+            recorder.arrival(request_id, model_id, output_tokens=max_tokens, stream=stream)
+            logged_id = request_id
+            tap = UsageTap(lambda: recorder.first_byte(logged_id))
+        ticket = host.submit(model_id, request_id=request_id)
         status = 499
         error_text: str | None = None
         try:
@@ -231,15 +261,33 @@ class Api:
                 return refusal
             headers = request_headers(request.headers)
             response, error_text = await relay(
-                request, daemon.session, ticket, url, body, headers, prepared
+                request,
+                daemon.session,
+                ticket,
+                url,
+                body,
+                headers,
+                prepared,
+                tap=tap.chunk if tap is not None else None,
+                settle=lambda: runtime.processes.settle_if_dead(model_id),
             )
-            if error_text is not None:
-                status = 502
-                await runtime.processes.settle_if_dead(model_id)
-            else:
-                status = response.status
+            status = 502 if error_text is not None else response.status
             return response
         finally:
+            if recorder is not None and tap is not None:
+                if ticket.granted:
+                    prompt_tokens, output_tokens = tap.usage()
+                    recorder.done(
+                        ticket.request.id,
+                        status,
+                        prompt_tokens=prompt_tokens,
+                        output_tokens=output_tokens,
+                        error=error_text,
+                    )
+                elif status == 499:
+                    recorder.cancel(ticket.request.id)
+                else:
+                    recorder.done(ticket.request.id, status)
             host.release(ticket, error_text)
             daemon.active -= 1
             if not daemon.active:

@@ -44,13 +44,39 @@ def _loader(args: argparse.Namespace) -> Config:
     return config
 
 
+def _recorder(args: argparse.Namespace, config: Config) -> Any:
+    """``--record FILE``: the JSONL event log (routing config in its meta record)."""
+    if not args.record:
+        return None
+    import time
+
+    from llamaswap.record import EventLog, Recorder
+    from llamaswap.record.meta import spec_meta
+
+    log = EventLog(args.record, max_bytes=int(args.record_max_mb * 1024 * 1024))
+    meta = {
+        "host": "daemon",
+        "version": __version__,
+        "started_unix": round(time.time(), 3),
+        "config": [str(p) for p in config.sources],
+        **spec_meta(config.routing_spec()),
+    }
+    return Recorder(log, asyncio.get_running_loop().time, meta)
+
+
 async def _serve(args: argparse.Namespace, config: Config) -> int:
     host, port = args.listen
+    try:
+        recorder = _recorder(args, config)
+    except OSError as exc:
+        print(f"llamaswap: --record {args.record}: {exc}", file=sys.stderr)
+        return 1
     daemon = Daemon(
         config,
         loader=lambda: _loader(args),
         max_body=args.max_body_mb * 1024 * 1024,
         drain_timeout=args.drain_timeout,
+        recorder=recorder,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -69,6 +95,8 @@ async def _serve(args: argparse.Namespace, config: Config) -> int:
     except OSError as exc:
         print(f"llamaswap: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         await daemon.stop()
+        if recorder is not None:
+            recorder.close()
         return 1
     if args.watch_config:
         daemon.watch(
@@ -77,6 +105,8 @@ async def _serve(args: argparse.Namespace, config: Config) -> int:
         )
     await stop.wait()
     await daemon.stop()
+    if recorder is not None:
+        recorder.close()
     return 0
 
 
@@ -153,5 +183,17 @@ def register(subparsers: Any) -> None:
         choices=("auto", "uvloop", "asyncio"),
         default="auto",
         help="event loop: uvloop when installed (auto), or the standard asyncio loop",
+    )
+    parser.add_argument(
+        "--record",
+        metavar="FILE",
+        help="append a JSONL event log (arrivals, grants, swaps, completions; no bodies or keys) "
+        "for 'llamaswap trace from-log' and 'llamaswap sim --from-log'",
+    )
+    parser.add_argument(
+        "--record-max-mb",
+        type=_positive,
+        default=256.0,
+        help="rotate the event log past this size (3 backups kept; default 256)",
     )
     parser.set_defaults(func=run)

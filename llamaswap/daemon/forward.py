@@ -11,7 +11,7 @@ never look complete).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 
 import aiohttp
 from aiohttp import web
@@ -79,11 +79,17 @@ async def relay(
     body: bytes | AsyncIterable[bytes] | None,
     headers: CIMultiDict[str],
     prepared: web.StreamResponse | None = None,
+    *,
+    tap: Callable[[bytes], None] | None = None,
+    settle: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[web.StreamResponse, str | None]:
     """Send the request upstream and relay the answer; also say why it failed, if it did.
 
     ``prepared``: a response already started by the loading stream; the upstream's chunks are
-    appended to it (its status and headers are lost, as in llama-swap).
+    appended to it (its status and headers are lost, as in llama-swap). ``tap``: sees every body
+    chunk relayed (``serve --record`` reads the first byte and the ``usage`` off it).
+    ``settle`` runs after an upstream failure and before the client hears of it: the daemon lets
+    the core see a crashed process first, so the client's next request restarts it.
     """
     response: web.StreamResponse | None = prepared
     try:
@@ -97,6 +103,8 @@ async def relay(
                 length = upstream.content_length
                 if not is_sse and length is not None and length <= BUFFER_LIMIT:
                     data = await upstream.read()
+                    if tap is not None:
+                        tap(data)
                     return web.Response(
                         status=upstream.status,
                         body=data,
@@ -108,10 +116,14 @@ async def relay(
                 response = web.StreamResponse(status=upstream.status, headers=out_headers)
                 await response.prepare(request)
             async for chunk in upstream.content.iter_any():
+                if tap is not None:
+                    tap(chunk)
                 await response.write(chunk)
             await response.write_eof()
             return response, None
     except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+        if settle is not None:
+            await settle()
         reason = ticket.abort_reason or f"upstream connection failed: {exc or type(exc).__name__}"
         if response is None:
             return error_response(request, 502, reason), reason

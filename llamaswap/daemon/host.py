@@ -37,6 +37,7 @@ from llamaswap.core.request import Request
 from llamaswap.core.router import Router
 from llamaswap.daemon.metrics import Metrics
 from llamaswap.daemon.processes import UpstreamProcesses
+from llamaswap.record.recorder import Recorder
 
 log = logging.getLogger("llamaswap.host")
 
@@ -81,6 +82,8 @@ class AsyncHost:
         self._tickets: dict[Request, Ticket] = {}
         self._serving: dict[str, set[Ticket]] = {}
         self._unloads: dict[Hashable, asyncio.Future[None]] = {}
+        self.recorder: Recorder | None = None
+        """``serve --record``: the event log sink (grants, swaps, process states)."""
 
     def attach(self, router: Router, processes: UpstreamProcesses) -> None:
         self.router = router
@@ -165,6 +168,8 @@ class AsyncHost:
 
     def observe(self, observation: Observation) -> None:
         self.metrics.observe(observation)
+        if self.recorder is not None:
+            self.recorder.observe(observation)
         if isinstance(observation, ProcessStateChanged):
             log.info(
                 "%s: %s -> %s (%s)",
@@ -178,8 +183,11 @@ class AsyncHost:
 
     # ================================================================== for request handlers
 
-    def submit(self, model: str, *, preload: bool = False) -> Ticket:
-        request = Request(next(_ids), model)
+    def submit(
+        self, model: str, *, preload: bool = False, request_id: Hashable | None = None
+    ) -> Ticket:
+        """``request_id``: the client's ``X-Request-Id`` (recorded logs then line up with traces)."""
+        request = Request(next(_ids) if request_id is None else request_id, model)
         ticket = Ticket(request, self.loop.create_future())
         ticket.preload = preload
         self._tickets[request] = ticket

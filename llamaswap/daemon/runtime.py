@@ -16,6 +16,7 @@ from llamaswap.daemon.host import AsyncHost
 from llamaswap.daemon.logs import Logs
 from llamaswap.daemon.metrics import Metrics
 from llamaswap.daemon.processes import UpstreamProcesses, UpstreamSpec, Watchdog
+from llamaswap.record.recorder import Recorder
 
 log = logging.getLogger("llamaswap.runtime")
 
@@ -33,11 +34,17 @@ def upstream_spec(model: ModelConfig) -> UpstreamSpec:
 
 class Runtime:
     def __init__(
-        self, config: Config, logs: Logs, metrics: Metrics, watchdog: Watchdog | None
+        self,
+        config: Config,
+        logs: Logs,
+        metrics: Metrics,
+        watchdog: Watchdog | None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
         self.host = AsyncHost(None, metrics)
+        self.host.recorder = recorder
         specs = {mid: upstream_spec(m) for mid, m in config.models.items()}
         self.processes = UpstreamProcesses(
             specs, logs, self.host.process_ready, self.host.process_exited, watchdog

@@ -30,6 +30,7 @@ from llamaswap.daemon.logs import Logs, MonitorHandler
 from llamaswap.daemon.metrics import Metrics
 from llamaswap.daemon.processes import Watchdog
 from llamaswap.daemon.runtime import Runtime
+from llamaswap.record.recorder import Recorder
 
 log = logging.getLogger("llamaswap.server")
 
@@ -55,8 +56,11 @@ class Daemon:
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         watchdog: bool = True,
+        recorder: Recorder | None = None,
     ) -> None:
         self.config = config
+        self.recorder = recorder
+        """``serve --record``: every runtime's host logs into it; the request path too."""
         self.loader = loader
         self.max_body = max_body
         self.drain_timeout = drain_timeout
@@ -88,7 +92,7 @@ class Daemon:
         self.session = make_session()
         if self._use_watchdog:
             self._watchdog = Watchdog()
-        self.runtime = Runtime(self.config, self.logs, self.metrics, self._watchdog)
+        self.runtime = Runtime(self.config, self.logs, self.metrics, self._watchdog, self.recorder)
         self.app = build_app(self, self.max_body)
         self._runner = web.AppRunner(
             self.app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0
@@ -167,7 +171,9 @@ class Daemon:
             self._switched.clear()
             try:
                 self.config = config
-                self.runtime = Runtime(config, self.logs, self.metrics, self._watchdog)
+                self.runtime = Runtime(
+                    config, self.logs, self.metrics, self._watchdog, self.recorder
+                )
                 await old.shutdown(RELOAD_STOP_TIMEOUT)
             finally:
                 self._switched.set()

@@ -19,11 +19,23 @@ from llamaswap.record.eventlog import LOG_VERSION, EventLog
 
 
 class Recorder:
-    def __init__(self, log: EventLog, clock: Callable[[], float], meta: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        log: EventLog,
+        clock: Callable[[], float],
+        meta: Mapping[str, Any],
+        name: Callable[[Hashable], str] = str,
+    ) -> None:
+        """``name`` maps a core request id to the logged id (the simulator logs trace ids)."""
         self._log = log
         self._clock = clock
+        self._name = name
         self._origin = clock()
         self._log.write({"ev": "meta", "t": 0.0, "version": LOG_VERSION, **meta})
+
+    def meta(self, meta: Mapping[str, Any]) -> None:
+        """A later meta record (e.g. after a config reload); readers merge them in order."""
+        self._log.write({"ev": "meta", "t": self._t(), **meta})
 
     def _t(self, at: float | None = None) -> float:
         return round((self._clock() if at is None else at) - self._origin, 6)
@@ -41,7 +53,7 @@ class Recorder:
         record: dict[str, Any] = {
             "ev": "arrival",
             "t": self._t(at),
-            "id": str(request_id),
+            "id": self._name(request_id),
             "model": model,
         }
         if prompt_tokens is not None:
@@ -52,10 +64,10 @@ class Recorder:
         self._log.write(record)
 
     def cancel(self, request_id: Hashable, at: float | None = None) -> None:
-        self._log.write({"ev": "cancel", "t": self._t(at), "id": str(request_id)})
+        self._log.write({"ev": "cancel", "t": self._t(at), "id": self._name(request_id)})
 
     def first_byte(self, request_id: Hashable, at: float | None = None) -> None:
-        self._log.write({"ev": "first_byte", "t": self._t(at), "id": str(request_id)})
+        self._log.write({"ev": "first_byte", "t": self._t(at), "id": self._name(request_id)})
 
     def done(
         self,
@@ -70,7 +82,7 @@ class Recorder:
         record: dict[str, Any] = {
             "ev": "done",
             "t": self._t(at),
-            "id": str(request_id),
+            "id": self._name(request_id),
             "status": status,
         }
         if prompt_tokens is not None:
@@ -88,7 +100,7 @@ class Recorder:
                 {
                     "ev": "grant",
                     "t": self._t(item.at),
-                    "id": str(item.request_id),
+                    "id": self._name(item.request_id),
                     "model": item.model,
                 }
             )
@@ -97,7 +109,7 @@ class Recorder:
                 {
                     "ev": "reject",
                     "t": self._t(item.at),
-                    "id": str(item.request_id),
+                    "id": self._name(item.request_id),
                     "model": item.model,
                     "kind": item.kind,
                     "message": item.message[:300],

@@ -1,0 +1,248 @@
+"""Drive the REAL daemon (a subprocess) with real fake-upstream processes, recording its event log.
+
+The daemon config is the scenario's routing config with each model's ``cmd`` set to
+``llamaswap fake-upstream`` parameterised from the model's timing profile, on free 127.0.0.1 ports.
+Requests are sent at their trace arrival times (client-side schedule on the monotonic clock) with
+``X-Request-Id`` = the trace id, a prompt of exactly ``prompt_tokens`` fake tokens (the fake upstream
+counts 4 characters per token) and ``max_tokens`` = ``output_tokens``. Concurrency is bounded by
+the connection pool and the whole run by ``deadline`` seconds, after which stragglers are cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from llamaswap.daemon.testing import free_port_block
+from llamaswap.timing import TimingProfile
+from sim.trace import Trace
+
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+class LiveRunError(RuntimeError):
+    """The real run could not be set up or did not finish (the message says which step)."""
+
+
+@dataclass
+class LiveResult:
+    log: Path
+    sent: int
+    answered: int
+    statuses: dict[str, int] = field(default_factory=dict)
+    timed_out: int = 0
+    lateness_p99_ms: float = 0.0
+    """How late the client sent requests versus their schedule (p99, ms)."""
+    wall_seconds: float = 0.0
+
+
+def fake_upstream_cmd(profile: TimingProfile, where: str) -> str:
+    """The fake upstream command line for one model's timing profile."""
+    if profile.load_time.kind != "constant":
+        raise LiveRunError(
+            f"{where}.load_time: the fake upstream takes one load time; use a constant "
+            f"(got a {profile.load_time.kind} distribution)"
+        )
+    if profile.load_failure_prob or profile.crash_rate:
+        raise LiveRunError(
+            f"{where}: fault knobs are not reproduced by the live run; set them to 0"
+        )
+    return (
+        f"{sys.executable} -m llamaswap.fidelity.upstream --quiet --port ${{PORT}} "
+        f"--model ${{MODEL_ID}} --load-time {profile.load_time.value:g} "
+        f"--prefill-tps {profile.prefill_tps:g} --decode-tps {profile.decode_tps:g} "
+        f"--ttft-overhead {profile.ttft_overhead:g} --parallel {profile.parallel} "
+        f"--default-output-tokens {profile.default_output_tokens}"
+    )
+
+
+def daemon_config(
+    raw_config: Mapping[str, Any], profiles: Mapping[str, TimingProfile], scheduler: str
+) -> dict[str, Any]:
+    """The scenario's routing config, made runnable: fake upstream per model, chosen scheduler."""
+    config = json.loads(json.dumps(raw_config))  # deep copy, plain types
+    models = config.get("models") or {}
+    config["startPort"] = free_port_block(len(models))
+    config["logLevel"] = "warn"
+    routing = config.setdefault("routing", {})
+    sched = routing.setdefault("scheduler", {})
+    sched["use"] = scheduler
+    for model_id, model in models.items():
+        model = model if isinstance(model, dict) else {}
+        models[model_id] = model
+        model["cmd"] = fake_upstream_cmd(profiles[model_id], f"timing.{model_id}")
+        model["proxy"] = "http://127.0.0.1:${PORT}"
+        model.setdefault("checkEndpoint", "/health")
+    return config
+
+
+def request_body(model: str, prompt_tokens: int, output_tokens: int, stream: bool) -> bytes:
+    return json.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": "x" * (4 * max(1, prompt_tokens))}],
+            "max_tokens": output_tokens,
+            "stream": stream,
+        }
+    ).encode()
+
+
+async def _wait_healthy(url: str, proc: asyncio.subprocess.Process, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                raise LiveRunError(f"the daemon exited with {proc.returncode} before listening")
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with session.get(url + "/health") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.05)
+    raise LiveRunError(f"the daemon did not answer {url}/health within {timeout:g}s")
+
+
+@contextlib.asynccontextmanager
+async def live_daemon(
+    raw_config: Mapping[str, Any],
+    profiles: Mapping[str, TimingProfile],
+    scheduler: str,
+    out: Path,
+) -> AsyncIterator[tuple[str, Path]]:
+    """A real ``llamaswap serve --record`` subprocess on a free port: yields (url, log path).
+
+    On exit the daemon gets SIGTERM (drain, stop every upstream) and must exit 0.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    config_path = out / "daemon.yaml"
+    config_path.write_text(yaml.safe_dump(daemon_config(raw_config, profiles, scheduler)))
+    log_path = out / "real.jsonl"
+    for old in [log_path, *out.glob("real.jsonl.*")]:
+        old.unlink(missing_ok=True)
+    port = free_port_block(1, start=40000, stop=60000)
+    url = f"http://127.0.0.1:{port}"
+    stderr = (out / "daemon.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "llamaswap",
+        "serve",
+        "--config",
+        str(config_path),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--record",
+        str(log_path),
+        "--drain-timeout",
+        "5",
+        stdout=stderr,
+        stderr=stderr,
+        start_new_session=True,
+    )
+    try:
+        await _wait_healthy(url, proc, 30.0)
+        yield url, log_path
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 30.0)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        stderr.close()
+    if proc.returncode not in (0, None):
+        raise LiveRunError(f"the daemon exited with {proc.returncode}; see {out / 'daemon.log'}")
+
+
+async def run_live(
+    raw_config: Mapping[str, Any],
+    profiles: Mapping[str, TimingProfile],
+    trace: Trace,
+    ids: list[str],
+    scheduler: str,
+    out: Path,
+    *,
+    max_connections: int = 256,
+    deadline: float = 600.0,
+    stream: bool = False,
+) -> LiveResult:
+    """Run ``trace`` against a real daemon under ``scheduler``; the event log lands in ``out``."""
+    async with live_daemon(raw_config, profiles, scheduler, out) as (url, log_path):
+        result = LiveResult(log_path, 0, 0)
+        await _send_all(url, trace, ids, profiles, result, max_connections, deadline, stream)
+    return result
+
+
+async def _send_all(
+    url: str,
+    trace: Trace,
+    ids: list[str],
+    profiles: Mapping[str, TimingProfile],
+    result: LiveResult,
+    max_connections: int,
+    deadline: float,
+    stream: bool,
+) -> None:
+    names = [trace.models[k] for k in trace.model.tolist()]
+    arrivals = trace.arrival.tolist()
+    prompts = trace.prompt_tokens.tolist()
+    outputs = trace.output_tokens.tolist()
+    lateness: list[float] = []
+    connector = aiohttp.TCPConnector(limit=max_connections, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=None)
+    wall = time.monotonic()
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one(i: int, t0: float) -> None:
+            profile = profiles[names[i]]
+            prompt = prompts[i] if prompts[i] >= 0 else profile.default_prompt_tokens
+            output = outputs[i] if outputs[i] >= 0 else profile.default_output_tokens
+            body = request_body(names[i], prompt, output, stream)
+            lateness.append(time.monotonic() - (t0 + arrivals[i]))
+            headers = {REQUEST_ID_HEADER: ids[i], "Content-Type": "application/json"}
+            try:
+                async with session.post(
+                    url + "/v1/chat/completions", data=body, headers=headers
+                ) as response:
+                    await response.read()
+                    key = str(response.status)
+            except aiohttp.ClientError as exc:
+                key = type(exc).__name__
+            result.statuses[key] = result.statuses.get(key, 0) + 1
+            result.answered += 1
+
+        loop = asyncio.get_running_loop()
+        t0 = loop.time() + 0.2
+        tasks: list[asyncio.Task[None]] = []
+        for i, arrival in enumerate(arrivals):
+            delay = t0 + arrival - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(loop.create_task(one(i, t0)))
+            result.sent += 1
+            if loop.time() - t0 > deadline:
+                break
+        remaining = max(1.0, deadline - (loop.time() - t0))
+        pending: set[asyncio.Task[None]] = set()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=remaining)
+        for task in pending:
+            task.cancel()
+        result.timed_out = len(pending)
+        if pending:
+            await asyncio.wait(pending)
+    if lateness:
+        lateness.sort()
+        result.lateness_p99_ms = 1000 * lateness[min(len(lateness) - 1, int(0.99 * len(lateness)))]
+    result.wall_seconds = time.monotonic() - wall
