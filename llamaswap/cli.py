@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "llamaswap.daemon.fake_upstream",  # fake-upstream
     "llamaswap.config.cli",  # check-config
     "sim.cli",  # sim, trace
+    "llamaswap.fidelity.cli",  # fidelity
 )
 
 
