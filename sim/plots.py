@@ -93,6 +93,17 @@ def _segments(
     return out
 
 
+def _merge(bars: list[tuple[float, float]], min_gap: float) -> list[tuple[float, float]]:
+    """Join bars closer than ``min_gap`` (below a pixel): keeps long runs drawable in seconds."""
+    merged: list[list[float]] = []
+    for start, length in sorted(bars):
+        if merged and start - (merged[-1][0] + merged[-1][1]) <= min_gap:
+            merged[-1][1] = max(merged[-1][1], start + length - merged[-1][0])
+        else:
+            merged.append([start, length])
+    return [(a, b) for a, b in merged]
+
+
 def timeline(records: Mapping[str, SimRecord], trace: Trace, path: Path) -> None:
     names = list(records)
     models = sorted(set(trace.models) | {m for r in records.values() for _, m, _ in r.states})
@@ -115,7 +126,7 @@ def timeline(records: Mapping[str, SimRecord], trace: Trace, path: Path) -> None
         for row, segs in enumerate(_segments(rec, models, horizon).values()):
             color = colors(row % 10)
             for code, alpha, hatch in ((2, 0.9, None), (1, 0.35, "//"), (3, 0.2, "..")):
-                bars = [(s, d) for s, d, c in segs if c == code]
+                bars = _merge([(s, d) for s, d, c in segs if c == code], horizon / MAX_POINTS)
                 if bars:
                     gantt.broken_barh(
                         bars,
