@@ -316,3 +316,11 @@ def test_requests_csv_quotes_awkward_ids(tmp_path: Path) -> None:
     rows = list(csv.DictReader((tmp_path / "r.csv").open()))
     assert [r["id"] for r in rows] == ["a,b", 'say "hi"']
     assert [r["status"] for r in rows] == ["ok", "ok"]
+
+
+def test_gantt_bars_closer_than_a_pixel_are_merged() -> None:
+    from sim.plots import _merge
+
+    bars = [(10.0, 1.0), (0.0, 2.0), (2.5, 1.0), (20.0, 5.0), (21.0, 1.0)]
+    assert _merge(bars, 1.0) == [(0.0, 3.5), (10.0, 1.0), (20.0, 5.0)]
+    assert _merge(bars, 0.0) == [(0.0, 2.0), (2.5, 1.0), (10.0, 1.0), (20.0, 5.0)]
