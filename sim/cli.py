@@ -24,7 +24,25 @@ def register(subparsers: Any) -> None:
         description="Run every scheduler of SCENARIO on the identical trace; write summary.json, "
         "per-scheduler requests.csv/swaps.csv, plots and report.md under --out.",
     )
-    sim.add_argument("scenario", type=Path, help="scenario YAML (e.g. scenarios/default.yaml)")
+    sim.add_argument(
+        "scenario",
+        type=Path,
+        nargs="?",
+        help="scenario YAML (e.g. scenarios/default.yaml); omit with --from-log",
+    )
+    sim.add_argument(
+        "--from-log",
+        type=Path,
+        metavar="FILE",
+        help="replay a recorded event log (llamaswap serve --record) with its calibrated timing "
+        "and recorded routing config, next to what actually happened",
+    )
+    sim.add_argument(
+        "--record-dir",
+        type=Path,
+        metavar="DIR",
+        help="also write each scheduler's event log (the daemon's format) to DIR/<scheduler>/events.jsonl",
+    )
     sim.add_argument(
         "--scheduler",
         action="append",
@@ -99,6 +117,15 @@ def register(subparsers: Any) -> None:
     synth.add_argument("--prompt-tokens", type=int)
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=cmd_trace_synth)
+    from_log = sub.add_parser(
+        "from-log", help="a recorded event log -> canonical trace + calibrated timing profile"
+    )
+    from_log.add_argument("file", type=Path, help="event log (llamaswap serve --record)")
+    from_log.add_argument("--out-trace", type=Path, help="trace CSV (default: FILE.trace.csv)")
+    from_log.add_argument(
+        "--out-profile", type=Path, help="timing YAML (default: FILE.timing.yaml)"
+    )
+    from_log.set_defaults(func=cmd_trace_from_log)
     trace.set_defaults(func=lambda args: (trace.print_help(), 2)[1])
 
 
@@ -111,6 +138,16 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from sim.report import write_report
     from sim.scenario import ScenarioError, check_schedulers, load_scenario, trace_from_file
 
+    if args.from_log is not None:
+        from llamaswap.fidelity.replay import cmd_sim_from_log
+
+        if args.scenario is not None or args.trace or args.ci or args.bless or args.check_golden:
+            print("error: --from-log replaces SCENARIO, --trace and --ci", file=sys.stderr)
+            return 2
+        return cmd_sim_from_log(args)
+    if args.scenario is None:
+        print("error: give a SCENARIO file or --from-log FILE", file=sys.stderr)
+        return 2
     console = Console(width=None if sys.stdout.isatty() else 200)
     err = Console(stderr=True)
     if (args.bless or args.check_golden) and (
@@ -137,6 +174,20 @@ def cmd_sim(args: argparse.Namespace) -> int:
     with _progress(show_progress, err) as factory:
         experiment = run_experiment(scenario, trace, args.schedulers, args.seed, factory)
     report = write_report(out, experiment.summary, experiment.records, trace, experiment.outcomes)
+    if args.record_dir is not None:
+        from llamaswap.fidelity.simlog import simulate_recorded
+
+        seed = scenario.seed if args.seed is None else args.seed
+        for name in experiment.summary["results"]:
+            simulate_recorded(
+                scenario.spec,
+                name,
+                trace,
+                scenario.profiles,
+                seed,
+                args.record_dir / name / "events.jsonl",
+                {"scenario": scenario.name},
+            )
     if not args.quiet:
         _print_table(console, experiment.summary)
         for o in experiment.outcomes:
@@ -241,6 +292,12 @@ def cmd_trace_import(args: argparse.Namespace) -> int:
         f"{stats['duration']:.0f} s"
     )
     return 0
+
+
+def cmd_trace_from_log(args: argparse.Namespace) -> int:
+    from llamaswap.fidelity.replay import cmd_trace_from_log as run
+
+    return run(args)
 
 
 def cmd_trace_stats(args: argparse.Namespace) -> int:

@@ -1,0 +1,232 @@
+"""Replay a recorded event log: ``llamaswap trace from-log`` and ``llamaswap sim --from-log``.
+
+A daemon log (``serve --record``) carries everything a replay needs: the arrivals with their ids
+and token counts, the routing config (meta record), and the timing evidence (load durations,
+grant -> done service times) that :func:`llamaswap.record.calibrate.calibrate` turns into a
+calibrated profile. The replay then runs any scheduler on those arrivals and puts the recorded
+run's own metrics next to the simulated ones, computed the same way from the same log format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from llamaswap.core.spec import RoutingSpec
+from llamaswap.record import read_log
+from llamaswap.record.calibrate import Calibration, calibrate, collect_requests
+from llamaswap.record.meta import spec_from_meta
+from llamaswap.timing import TimingProfile
+from sim.trace import Trace
+
+
+def observed_parallel(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Most requests each model served at once (grant..done overlap): the upstream's slots, at least."""
+    requests, _, _, _ = collect_requests(records)
+    edges: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for r in requests:
+        if r.grant is not None and r.done is not None:
+            edges[r.model] += [(r.grant, 1), (r.done, -1)]
+    out: dict[str, int] = {}
+    for model, points in edges.items():
+        level = peak = 0
+        for _, step in sorted(points, key=lambda p: (p[0], p[1])):
+            level += step
+            peak = max(peak, level)
+        out[model] = max(1, peak)
+    return out
+
+
+def calibrated_profiles(
+    calibration: Calibration, parallel: Mapping[str, int]
+) -> dict[str, TimingProfile]:
+    raw = calibration.timing(parallel)
+    return {m: TimingProfile.parse(p, f"calibrated timing.{m}") for m, p in raw.items()}
+
+
+def log_trace(calibration: Calibration) -> Trace:
+    rows = calibration.trace_rows()
+    return Trace.build(
+        [r["arrival"] for r in rows],
+        [r["model"] for r in rows],
+        prompt_tokens=[-1 if r["prompt_tokens"] is None else r["prompt_tokens"] for r in rows],
+        output_tokens=[-1 if r["output_tokens"] is None else r["output_tokens"] for r in rows],
+        cancel_after=[math.nan if r["cancel_after"] is None else r["cancel_after"] for r in rows],
+        ids=[r["id"] for r in rows],
+        source="recorded log",
+    )
+
+
+def replay_inputs(
+    path: str | Path,
+) -> tuple[RoutingSpec, Trace, dict[str, TimingProfile], Calibration, list[dict[str, Any]]]:
+    records = read_log(path)
+    calibration = calibrate(records)
+    if not calibration.requests:
+        raise ValueError(f"{path}: the log has no request arrivals to replay")
+    spec = spec_from_meta(calibration.meta, str(path))
+    trace = log_trace(calibration)
+    profiles = calibrated_profiles(calibration, observed_parallel(records))
+    return spec, trace, profiles, calibration, records
+
+
+def log_metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The same summary for a real or a simulated log: counts, swaps, latency and wait."""
+    requests, _, _, _ = collect_requests(records)
+    ok = [r for r in requests if r.ok]
+    loads = sum(1 for r in records if r["ev"] == "process" and r.get("to") == "starting")
+    return {
+        "requests": len(requests),
+        "completed": len(ok),
+        "cancelled": sum(1 for r in requests if r.cancelled is not None and r.grant is None),
+        "failed": sum(1 for r in requests if r.done is not None and not r.ok),
+        "swaps": loads,
+        "latency": _stats([r.done - r.arrival for r in ok if r.done is not None]),
+        "wait": _stats([r.grant - r.arrival for r in ok if r.grant is not None]),
+    }
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {k: math.nan for k in ("mean", "p50", "p90", "p99", "max")}
+    a = np.asarray(values, dtype=float)
+    return {
+        "mean": round(float(a.mean()), 6),
+        "p50": round(float(np.percentile(a, 50)), 6),
+        "p90": round(float(np.percentile(a, 90)), 6),
+        "p99": round(float(np.percentile(a, 99)), 6),
+        "max": round(float(a.max()), 6),
+    }
+
+
+def fit_lines(calibration: Calibration) -> list[str]:
+    lines = []
+    for model, fit in sorted(calibration.fits.items()):
+        loads = fit.load_samples
+        load = f"{len(loads)} loads, median {float(np.median(loads)):.3f}s" if loads else "no loads"
+        mape = "n/a" if math.isnan(fit.mape) else f"{100 * fit.mape:.2f}%"
+        lines.append(
+            f"{model}: {fit.samples} requests fitted: ttft_overhead={fit.ttft_overhead:.4f}s "
+            f"prefill_tps={fit.prefill_tps:.1f} decode_tps={fit.decode_tps:.2f} "
+            f"(fit error MAPE {mape}); {load}"
+        )
+    return lines
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def cmd_trace_from_log(args: Any) -> int:
+    import sys
+
+    from llamaswap.record.meta import MetaError
+
+    try:
+        records = read_log(args.file)
+        calibration = calibrate(records)
+        parallel = observed_parallel(records)
+    except (OSError, ValueError, MetaError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not calibration.requests:
+        print(f"error: {args.file}: no request arrivals in the log", file=sys.stderr)
+        return 2
+    out_trace = args.out_trace or Path(args.file).with_suffix(".trace.csv")
+    out_profile = args.out_profile or Path(args.file).with_suffix(".timing.yaml")
+    calibration.write_trace(out_trace)
+    profile_doc = {"timing": calibration.timing(parallel)}
+    Path(out_profile).write_text(
+        "# Calibrated from "
+        + str(args.file)
+        + " by llamaswap trace from-log\n"
+        + yaml.safe_dump(profile_doc, sort_keys=True)
+    )
+    print(f"wrote {out_trace}: {len(calibration.requests)} requests")
+    print(f"wrote {out_profile}: calibrated timing for {len(calibration.fits)} models")
+    for line in fit_lines(calibration):
+        print("  " + line)
+    return 0
+
+
+def cmd_sim_from_log(args: Any) -> int:
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from llamaswap.core.policies import scheduler_names
+    from llamaswap.fidelity.simlog import simulate_recorded
+    from llamaswap.record.meta import MetaError
+
+    try:
+        spec, trace, profiles, calibration, records = replay_inputs(args.from_log)
+    except (OSError, ValueError, MetaError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    schedulers = args.schedulers or [spec.scheduler]
+    bad = [s for s in schedulers if s not in scheduler_names()]
+    if bad:
+        print(
+            f"error: --scheduler: unknown {bad} (valid: {', '.join(scheduler_names())})",
+            file=sys.stderr,
+        )
+        return 2
+    out = args.out or Path("reports") / ("replay-" + Path(args.from_log).stem)
+    seed = 0 if args.seed is None else args.seed
+    recorded_name = str(calibration.meta.get("routing", {}).get("scheduler", "?"))
+    results: dict[str, Any] = {f"recorded ({recorded_name})": log_metrics(records)}
+    for name in schedulers:
+        path = out / name / "events.jsonl"
+        simulate_recorded(
+            spec, name, trace, profiles, seed, path, {"replay_of": str(args.from_log)}
+        )
+        results[name] = log_metrics(read_log(path))
+    summary = {
+        "log": str(args.from_log),
+        "requests": len(trace),
+        "calibration": fit_lines(calibration),
+        "timing": calibration.timing(observed_parallel(records)),
+        "results": results,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "replay.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if not args.quiet:
+        console = Console(width=None if sys.stdout.isatty() else 200)
+        for line in fit_lines(calibration):
+            console.print(line, highlight=False)
+        table = Table(title=f"replay of {args.from_log}: {len(trace)} requests")
+        for column in (
+            "run",
+            "completed",
+            "failed",
+            "swaps",
+            "lat p50",
+            "lat p90",
+            "lat p99",
+            "wait p50",
+            "wait p99",
+        ):
+            table.add_column(column, justify="left" if column == "run" else "right")
+        for name, m in results.items():
+            lat, wait = m["latency"], m["wait"]
+            table.add_row(
+                name,
+                str(m["completed"]),
+                str(m["failed"]),
+                str(m["swaps"]),
+                f"{lat['p50']:.3f}",
+                f"{lat['p90']:.3f}",
+                f"{lat['p99']:.3f}",
+                f"{wait['p50']:.3f}",
+                f"{wait['p99']:.3f}",
+            )
+        console.print(table)
+        console.print(f"wrote {out / 'replay.json'} and per-scheduler event logs under {out}/")
+    return 0
