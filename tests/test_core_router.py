@@ -122,10 +122,16 @@ def test_something_that_is_not_an_event_is_refused() -> None:
         h.router.handle("hello")
 
 
-def test_unload_of_unknown_models_is_a_host_bug() -> None:
+def test_unload_of_unknown_models_is_refused_before_anything_changes() -> None:
     h = Harness(RoutingSpec.simple("A"))
-    with pytest.raises(ValueError, match="unknown models"):
-        h.router.handle(UnloadRequested(("ghost",), "t"))
+    h.request("a1", "A")
+    handled = h.router.events_handled
+    with pytest.raises(ValueError, match=r"unknown models \['ghost'\]"):
+        h.router.handle(UnloadRequested(("A", "ghost"), "t"))
+    assert h.router.events_handled == handled
+    assert h.host.rejected == [] and h.host.unloads_done == []
+    h.ready("A")
+    assert h.host.granted_ids() == ["a1"]
 
 
 def test_grant_serve_on_a_model_that_is_not_ready_rejects_instead_of_serving() -> None:

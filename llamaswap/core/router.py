@@ -112,7 +112,12 @@ class Router:
     # ================================================================== the one way in
 
     def handle(self, event: object) -> None:
-        """Process ``event`` and everything it causes, then return. Never blocks."""
+        """Process ``event`` and everything it causes, then return. Never blocks.
+
+        A malformed event (not an event, an unload naming unknown models) is refused with an
+        exception *before* anything changes, so no decision is ever left half-made.
+        """
+        self._check(event)
         self._pending.append(event)  # type: ignore[arg-type]
         if self._busy:
             return
@@ -122,6 +127,14 @@ class Router:
                 self._dispatch(self._pending.popleft())
         finally:
             self._busy = False
+
+    def _check(self, event: object) -> None:
+        if not isinstance(event, Event):
+            raise TypeError(f"not an event: {event!r}")
+        if isinstance(event, UnloadRequested) and event.models is not None:
+            unknown = sorted(set(event.models) - set(self.processes))
+            if unknown:
+                raise ValueError(f"unload of unknown models {unknown}: hosts resolve names first")
 
     def _dispatch(self, event: Event) -> None:
         self.events_handled += 1
@@ -147,10 +160,8 @@ class Router:
             self._on_unload(event)
         elif isinstance(event, StopCompleted):
             self._host.unload_complete(event.token)
-        elif isinstance(event, Shutdown):
-            self._on_shutdown(event)
         else:
-            raise TypeError(f"not an event: {event!r}")
+            self._on_shutdown(event)
 
     # ================================================================== event handlers
 
@@ -180,9 +191,6 @@ class Router:
             self._host.unload_complete(event.token)
             return
         models = sorted(self.processes) if event.models is None else sorted(set(event.models))
-        unknown = [m for m in models if m not in self.processes]
-        if unknown:
-            raise ValueError(f"unload of unknown models {unknown}: hosts resolve names first")
         self.scheduler.on_unload(models, event.token)
 
     def _on_shutdown(self, event: Shutdown) -> None:
