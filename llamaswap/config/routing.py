@@ -16,6 +16,8 @@ from llamaswap.config.values import (
     as_string,
     opt,
 )
+from llamaswap.core.batch_aging import NAME as BATCH_AGING
+from llamaswap.core.batch_aging import BatchAgingSettings
 from llamaswap.core.policies import scheduler_names
 from llamaswap.core.spec import GroupSpec
 
@@ -130,6 +132,8 @@ def parse_scheduler(
         body = as_mapping(raw, path)
         if sname == "fifo":
             body = _fifo_settings(ctx, body, path, resolve)
+        elif sname == BATCH_AGING:
+            body = _batch_aging_settings(body, path, resolve)
         settings[sname] = body
     return name, settings
 
@@ -159,4 +163,30 @@ def _fifo_settings(ctx: Ctx, body: dict[str, Any], path: str, resolve: Resolver)
         priority[real] = level
         named_by[real] = key
     out["priority"] = priority
+    return out
+
+
+def _batch_aging_settings(body: dict[str, Any], path: str, resolve: Resolver) -> dict[str, Any]:
+    """Resolve aliases in the per-model maps, then let the policy validate every value at load time.
+
+    Validating here (not only when the router is built) turns a bad value into a config error that
+    names the key, so ``check-config`` catches it and a reload keeps the old config running.
+    """
+    out = dict(body)
+    for key in ("priority", "loadCost"):
+        raw = opt(body, key)
+        if raw is None:
+            continue
+        resolved: dict[str, Any] = {}
+        for name, value in as_mapping(raw, f"{path}.{key}").items():
+            real = resolve(str(name))
+            if real is None:
+                raise ConfigError(f"{path}.{key}.{name}: unknown model {name!r}")
+            resolved[real] = value
+        out[key] = resolved
+    models = sorted({m for key in ("priority", "loadCost") for m in out.get(key) or {}})
+    try:
+        BatchAgingSettings.parse(out, models)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return out

@@ -1,0 +1,46 @@
+"""Scheduler settings are validated when the config loads, with the key path in the message."""
+
+import pytest
+
+from llamaswap.config import ConfigError, parse_config
+
+
+def _config(settings: dict[str, object]) -> dict[str, object]:
+    return {
+        "models": {"big": {"aliases": ["b"]}, "small": {}},
+        "routing": {"scheduler": {"use": "batch-aging", "settings": {"batch-aging": settings}}},
+    }
+
+
+def test_batch_aging_settings_with_aliases_resolve_to_real_model_ids() -> None:
+    config = parse_config(
+        _config({"maxWait": 30, "priority": {"b": 2}, "loadCost": {"small": 1.5}}),
+        require_cmd=False,
+    )
+    settings = config.scheduler_settings["batch-aging"]
+    assert settings["priority"] == {"big": 2}
+    assert settings["loadCost"] == {"small": 1.5}
+    assert config.routing_spec().scheduler == "batch-aging"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"maxWait": -3},
+            r"routing\.scheduler\.settings\.batch-aging\.maxWait: must be a finite number > 0",
+        ),
+        ({"maxWait": "soon"}, r"batch-aging\.maxWait: must be a number of seconds"),
+        ({"surprise": 1}, r"batch-aging\.surprise: unknown setting"),
+        ({"priority": {"nope": 1}}, r"batch-aging\.priority\.nope: unknown model"),
+        (
+            {"loadCost": {"big": -1}},
+            r"batch-aging\.loadCost\.big: must be a finite number of seconds >= 0",
+        ),
+    ],
+)
+def test_bad_batch_aging_settings_are_config_errors_naming_the_key(
+    settings: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(_config(settings), require_cmd=False)
