@@ -14,9 +14,11 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from heapq import heappush
 from typing import Any
 
 import simpy
+from simpy.events import NORMAL
 
 from llamaswap.core.errors import ErrorKind, RequestError
 from llamaswap.core.events import (
@@ -59,6 +61,25 @@ class _Timer:
             self.sink(self.event)
 
 
+class At(simpy.Event):
+    """An event at an absolute simulated time.
+
+    A ``Timeout(when - now)`` fires at ``now + (when - now)``, which can miss ``when`` by one ulp;
+    then a request could start "before" it arrived, or a TTL timer fire just before its deadline.
+    SimPy has no absolute scheduling, so this pushes onto its queue directly (SimPy 4 internals,
+    pinned ``<5`` in pyproject).
+    """
+
+    def __init__(
+        self, env: simpy.Environment, when: float, value: Any, callback: Callable[[Any], None]
+    ) -> None:
+        self.env = env
+        self.callbacks = [callback]
+        self._value = value
+        self._ok = True
+        heappush(env._queue, (max(when, env._now), NORMAL, next(env._eid), self))
+
+
 class SimClock:
     """``Clock`` over a SimPy environment; due timers are fed to ``sink`` (the router)."""
 
@@ -71,8 +92,7 @@ class SimClock:
 
     def call_at(self, when: float, event: object) -> _Timer:
         timer = _Timer(event, self.sink)
-        env = self.env
-        env.timeout(max(0.0, when - env._now)).callbacks.append(timer.fire)
+        At(self.env, when, None, timer.fire)
         return timer
 
 

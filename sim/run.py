@@ -12,7 +12,7 @@ import simpy
 from llamaswap.core.router import Router
 from llamaswap.core.spec import RoutingSpec
 from llamaswap.timing import TimingProfile
-from sim.host import SimClock, SimHost, SimRecord
+from sim.host import At, SimClock, SimHost, SimRecord
 from sim.trace import Trace
 
 PROGRESS_EVERY = 8192
@@ -66,10 +66,10 @@ def simulate(
             if i >= n or arrivals[i] > now:
                 break
         if i < n:
-            env.timeout(arrivals[i] - now, i).callbacks.append(feed)
+            At(env, arrivals[i], i, feed)
 
     if n:
-        env.timeout(arrivals[0], 0).callbacks.append(feed)
+        At(env, arrivals[0], 0, feed)
     env.run()
     if progress is not None:
         progress(n)

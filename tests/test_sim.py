@@ -334,3 +334,13 @@ def test_gantt_bars_closer_than_a_pixel_are_merged() -> None:
     bars = [(10.0, 1.0), (0.0, 2.0), (2.5, 1.0), (20.0, 5.0), (21.0, 1.0)]
     assert _merge(bars, 1.0) == [(0.0, 3.5), (10.0, 1.0), (20.0, 5.0)]
     assert _merge(bars, 0.0) == [(0.0, 2.0), (2.5, 1.0), (10.0, 1.0), (20.0, 5.0)]
+
+
+def test_arrivals_happen_at_their_exact_trace_time() -> None:
+    # found by the property test: now + (arrival - now) missed the arrival by one ulp, so the
+    # request "started" before it arrived
+    arrival = [1.5400213895729316, 33.86110759318226]
+    trace = Trace.build(arrival, ["A", "A"], service_time=[1.0, 1.0])
+    record, summary = run(trace, "serial", load_time=0.0)
+    assert list(record.start) == arrival
+    assert summary["wait"]["p50"] == 0.0
