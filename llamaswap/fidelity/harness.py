@@ -46,6 +46,7 @@ class FidelityOptions:
     max_connections: int = 256
     deadline: float = 600.0
     probe: bool = True
+    probe_rounds: int = 5
     overheads: Overheads | None = None
     stream: bool = False
 
@@ -110,7 +111,10 @@ def run_fidelity(scenario: Scenario, options: FidelityOptions) -> dict[str, Any]
     ids = trace_ids(trace)
     overheads = options.overheads
     if overheads is None:
-        overheads = asyncio.run(measure_overheads(out / "probe")) if options.probe else Overheads()
+        if options.probe:
+            overheads = asyncio.run(measure_overheads(out / "probe", options.probe_rounds))
+        else:
+            overheads = Overheads()
     sim_profiles: dict[str, TimingProfile] = {
         m: overheads.apply(p) for m, p in scenario.profiles.items()
     }

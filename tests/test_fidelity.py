@@ -1,0 +1,56 @@
+"""A small fidelity run: the real daemon (subprocess, fake upstream processes) vs the simulator.
+
+The full run is ``bench/fidelity.py``; this one compresses the CI-scaled synthetic fidelity scenario
+to 20 s so it finishes well under two minutes, and asserts what must hold exactly: the same swaps
+(count and model sequence) and, for ``serial``, the same grant order.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llamaswap.fidelity.harness import FidelityOptions, prepare_trace, run_fidelity
+from llamaswap.fidelity.plots import plot_fidelity
+from sim.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_prepare_trace_compresses_drops_cancels_and_names_requests() -> None:
+    scenario = load_scenario(ROOT / "scenarios" / "default.yaml")
+    trace = prepare_trace(scenario, 30.0, ci=True)
+    assert trace.arrival[0] == 0.0 and trace.arrival[-1] == pytest.approx(30.0)
+    assert all(c != c for c in trace.cancel_after.tolist())  # NaN: no cancels
+    assert trace.ids is not None and len(set(trace.ids)) == len(trace)
+
+
+@pytest.mark.daemon
+def test_small_fidelity_run_matches_swaps_and_serial_grant_order(tmp_path: Path) -> None:
+    scenario = load_scenario(ROOT / "scenarios" / "fidelity-synthetic.yaml")
+    options = FidelityOptions(
+        schedulers=["serial", "fifo"],
+        out=tmp_path,
+        duration=20.0,
+        ci=True,
+        deadline=60.0,
+        probe_rounds=3,
+    )
+    summary = run_fidelity(scenario, options)
+    assert json.loads((tmp_path / "fidelity.json").read_text()) == summary
+    for name in ("serial", "fifo"):
+        result = summary["results"][name]
+        live, verdict = result["live"], result["recorded"]
+        assert live["answered"] == live["sent"] == summary["requests"]
+        assert live["statuses"] == {"200": summary["requests"]}
+        assert verdict["completed"]["real"] == verdict["completed"]["sim"] == summary["requests"]
+        loads = verdict["loads"]
+        assert loads["count"]["real"] == loads["count"]["sim"], loads
+        assert loads["identical"], loads
+        # Timing is checked loosely here (a busy CI box); bench/fidelity.py reports the 5% goal.
+        assert abs(verdict["latency"]["p50"]["rel_error"]) < 0.25, verdict["latency"]
+    serial = summary["results"]["serial"]["recorded"]["grant_order"]
+    assert serial["identical"], serial
+    assert (plot_fidelity(tmp_path, ["serial", "fifo"], "test")).stat().st_size > 10_000
