@@ -160,6 +160,9 @@ class World:
     unloads_answered: Counter[Hashable] = field(default_factory=Counter)
     next_id: int = 0
     next_token: int = 0
+    idle_since: dict[str, float] = field(default_factory=dict)
+    """Per model: when it last became ready or last completed a request (the TTL's origin)."""
+    started_at: dict[str, float] = field(default_factory=dict)
 
     @property
     def router(self) -> Any:
@@ -199,11 +202,28 @@ class World:
                 assert not busy, f"{obs.model} evicted with {busy} in flight"
             if obs.new == "starting":
                 self.check_residency(obs.model)
+                self.started_at[obs.model] = obs.at
+            if obs.new == "ready":
+                self.idle_since[obs.model] = obs.at
+            if obs.new == "stopping":
+                self.check_timed_stop(obs)
             self.check_serial_residency()
         elif isinstance(obs, SwapStarted) and self.scheduler == "fifo":
             self.check_fifo_swaps_disjoint()
 
     # ------------------------------------------------------------------ invariants
+
+    def check_timed_stop(self, obs: ProcessStateChanged) -> None:
+        """TTL unloads only an idle model, ``ttl`` after its last completion (or readiness); a
+        health deadline fires only ``healthCheckTimeout`` after the start."""
+        if obs.reason.startswith("ttl of"):
+            busy = [r for r, m in self.router.in_flight().items() if m == obs.model]
+            assert not busy, f"TTL unloaded {obs.model} with {busy} in flight"
+            ttl = self.router.spec.models[obs.model].ttl
+            assert ttl > 0 and obs.at >= self.idle_since[obs.model] + ttl, (obs, self.idle_since)
+        elif obs.reason.startswith("health check timed out"):
+            deadline = self.started_at[obs.model] + self.router.spec.health_check_timeout
+            assert obs.at >= deadline, (obs, self.started_at)
 
     def check_residency(self, starting: str) -> None:
         """A model never starts next to one it cannot coexist with in either load order.
@@ -311,6 +331,7 @@ class World:
 
     def finish(self, rid: Hashable, error: str | None = None) -> None:
         self.live_grants.discard(rid)
+        self.idle_since[self.h.req(rid).model] = self.h.clock.now()
         self.h.finish(rid, error)
 
     def unload(self, models: tuple[str, ...] | None) -> None:
