@@ -157,6 +157,7 @@ def main() -> int:
     parser.add_argument("--sse-streams", type=int, default=600)
     parser.add_argument("--sse-events", type=int, default=50)
     parser.add_argument("--sse-rate", type=float, default=50.0)
+    parser.add_argument("--only", choices=("json", "sse"), help="run one half only")
     args = parser.parse_args()
     ensure_tools()
     base = free_port_block(6)
@@ -281,10 +282,12 @@ models:
                     f"{name:<10} {p50 * 1e3:8.3f}ms {added:7.3f}ms {rps1:9.0f} {rps16:10.0f} "
                     f"{rps64:10.0f} {cpu_per_request * 1e6:10.0f}us"
                 )
-            for c, i in ((16, 2), (64, 3)):
+            for c, i in ((16, 2), (64, 3)) if results else ():
                 share = results["llamaswap"][i] / results["nginx"][i]
                 print(f"llamaswap / nginx req/s at c{c}: {share:.0%}")
 
+            if args.only == "json":
+                return 0
             streams, events = args.sse_streams, args.sse_events
             duration = events / args.sse_rate
             seconds = max(args.seconds, 10 * duration)

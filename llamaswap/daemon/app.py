@@ -270,6 +270,7 @@ class Api:
                 prepared,
                 tap=tap.chunk if tap is not None else None,
                 settle=lambda: runtime.processes.settle_if_dead(model_id),
+                lean=daemon.lean,
             )
             status = 502 if error_text is not None else response.status
             return response

@@ -87,6 +87,8 @@ class FakeUpstream:
             print(f"fake-upstream[{self.model}]: {message}", flush=True)
 
     def loaded(self) -> bool:
+        if self.fail_start:
+            return False  # it exits at load time instead of ever answering 200
         return time.monotonic() - self.started >= self.load_time
 
     def _count_request(self) -> bool:

@@ -19,6 +19,7 @@ from multidict import CIMultiDict
 
 from llamaswap.daemon.errors import envelope, error_response
 from llamaswap.daemon.host import Ticket
+from llamaswap.daemon.upstream_client import LeanClient
 
 BUFFER_LIMIT = 1 << 20
 """Largest ``Content-Length`` answered in one write; longer bodies are streamed."""
@@ -82,6 +83,7 @@ async def relay(
     *,
     tap: Callable[[bytes], None] | None = None,
     settle: Callable[[], Awaitable[None]] | None = None,
+    lean: LeanClient | None = None,
 ) -> tuple[web.StreamResponse, str | None]:
     """Send the request upstream and relay the answer; also say why it failed, if it did.
 
@@ -90,9 +92,46 @@ async def relay(
     chunk relayed (``serve --record`` reads the first byte and the ``usage`` off it).
     ``settle`` runs after an upstream failure and before the client hears of it: the daemon lets
     the core see a crashed process first, so the client's next request restarts it.
+    ``lean``: the fast client for plain-http upstreams and in-memory bodies (aiohttp otherwise).
     """
     response: web.StreamResponse | None = prepared
     try:
+        if lean is not None and LeanClient.supports(url) and not isinstance(body, AsyncIterable):
+            upstream_lean = await lean.request(request.method, url, headers.items(), body)
+            ticket.upstream = upstream_lean
+            clean = False
+            try:
+                content_type = upstream_lean.headers.get("Content-Type", "")
+                is_sse = content_type.startswith("text/event-stream")
+                if response is None:
+                    length = upstream_lean.content_length
+                    if not is_sse and length is not None and length <= BUFFER_LIMIT:
+                        data = await upstream_lean.read()
+                        if tap is not None:
+                            tap(data)
+                        clean = True
+                        return web.Response(
+                            status=upstream_lean.status,
+                            body=data,
+                            headers=response_headers(upstream_lean.headers),
+                        ), None
+                    out_headers = response_headers(upstream_lean.headers)
+                    if is_sse:
+                        out_headers["X-Accel-Buffering"] = "no"
+                    response = web.StreamResponse(status=upstream_lean.status, headers=out_headers)
+                    await response.prepare(request)
+                while chunk := await upstream_lean.read_chunk():
+                    if tap is not None:
+                        tap(chunk)
+                    await response.write(chunk)
+                await response.write_eof()
+                clean = True
+                return response, None
+            finally:
+                if clean:
+                    upstream_lean.release()
+                else:
+                    upstream_lean.close()
         async with session.request(
             request.method, url, data=body, headers=headers, allow_redirects=False
         ) as upstream:

@@ -30,6 +30,7 @@ from llamaswap.daemon.logs import Logs, MonitorHandler
 from llamaswap.daemon.metrics import Metrics
 from llamaswap.daemon.processes import Watchdog
 from llamaswap.daemon.runtime import Runtime
+from llamaswap.daemon.upstream_client import LeanClient
 from llamaswap.record.recorder import Recorder
 
 log = logging.getLogger("llamaswap.server")
@@ -90,6 +91,7 @@ class Daemon:
         for warning in self.config.warnings:
             log.warning("config: %s", warning)
         self.session = make_session()
+        self.lean = LeanClient()
         if self._use_watchdog:
             self._watchdog = Watchdog()
         self.runtime = Runtime(self.config, self.logs, self.metrics, self._watchdog, self.recorder)
@@ -137,6 +139,7 @@ class Daemon:
         if runner is not None:
             await runner.cleanup()
         await self.session.close()
+        self.lean.close()
         if self._watchdog is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._watchdog.close)
         log.info("shutdown complete")
