@@ -134,6 +134,17 @@ class CheckingHost(RecordingHost):
         assert key not in self.world.procs, f"{key} spawned twice"
         self.world.procs[key] = False
 
+    def terminate(self, model: str, generation: int) -> None:
+        super().terminate(model, generation)
+        assert (model, generation) in self.world.procs, f"terminate of gone {model}#{generation}"
+
+    def kill(self, model: str, generation: int) -> None:
+        # SIGKILL for a process already reported gone could hit a reused PID.
+        super().kill(model, generation)
+        key = (model, generation)
+        assert key in self.world.procs, f"kill of gone {model}#{generation}"
+        assert key in self.terminated, f"kill of {model}#{generation} without a graceful stop"
+
     def unload_complete(self, token: Hashable) -> None:
         super().unload_complete(token)
         self.world.on_unload_complete(token)
