@@ -78,14 +78,7 @@ class Scenario:
         return [self.resolve(p) for p in _files(self.trace)]
 
     def resolve(self, name: str) -> Path:
-        path = Path(name)
-        if path.is_absolute():
-            return path
-        base = self.path.resolve().parent
-        for candidate in (base.parent / path, base / path, Path.cwd() / path):
-            if candidate.exists():
-                return candidate
-        return base.parent / path
+        return resolve_path(self.path, name)
 
     def load_trace(self, ci: bool = False) -> Trace:
         spec = dict(self.trace)
@@ -142,6 +135,18 @@ class Scenario:
         return import_trace(fmt, paths, **options)
 
 
+def resolve_path(scenario: Path, name: str) -> Path:
+    """Repository root (the scenario directory's parent), then the scenario directory, then cwd."""
+    path = Path(name)
+    if path.is_absolute():
+        return path
+    base = scenario.resolve().parent
+    for candidate in (base.parent / path, base / path, Path.cwd() / path):
+        if candidate.exists():
+            return candidate
+    return base.parent / path
+
+
 def _files(spec: Mapping[str, Any]) -> list[str]:
     if "superpose" in spec:
         return [f for part in spec["superpose"] or [] for f in _files(part)]
@@ -186,7 +191,9 @@ def parse_scenario(data: Any, path: Path) -> Scenario:
     if not isinstance(schedulers, list) or not all(isinstance(s, str) for s in schedulers):
         raise ScenarioError(f"{where}: schedulers must be a list of names")
     check_schedulers(schedulers, where)
-    profiles = parse_timing(data.get("timing") or {}, list(spec.models), f"{where}: timing")
+    profiles = parse_timing(
+        data.get("timing") or {}, list(spec.models), f"{where}: timing", scenario_path=path
+    )
     trace = data.get("trace")
     if not isinstance(trace, Mapping):
         raise ScenarioError(f"{where}: 'trace' is required (synthetic, file or superpose)")
@@ -218,7 +225,15 @@ def check_schedulers(names: Sequence[str], where: str) -> None:
         raise ScenarioError(f"{where}: unknown schedulers {bad} (valid: {', '.join(valid)})")
 
 
-def parse_timing(raw: Any, models: list[str], where: str) -> dict[str, TimingProfile]:
+def parse_timing(
+    raw: Any, models: list[str], where: str, scenario_path: Path | None = None
+) -> dict[str, TimingProfile]:
+    """Per-model :class:`TimingProfile` (``default`` merged under each model's own keys).
+
+    A ``load_time: {kind: empirical, file: F, column: C, scale: S}`` reads its samples from column
+    C of CSV file F (times S, e.g. 0.001 for milliseconds), so measured load latencies can be
+    replayed without copying them into the scenario.
+    """
     if not isinstance(raw, Mapping):
         raise ScenarioError(f"{where}: expected a mapping of model -> timing profile")
     unknown = sorted(set(raw) - set(models) - {"default"})
@@ -228,15 +243,70 @@ def parse_timing(raw: Any, models: list[str], where: str) -> dict[str, TimingPro
     if not isinstance(default, Mapping):
         raise ScenarioError(f"{where}.default: expected a mapping")
     profiles = {}
+    cache: dict[tuple[str, str, float], list[float]] = {}
     try:
         for model in models:
             own = raw.get(model) or {}
             if not isinstance(own, Mapping):
                 raise ScenarioError(f"{where}.{model}: expected a mapping")
-            profiles[model] = TimingProfile.parse({**default, **own}, f"{where}.{model}")
+            merged = {**default, **own}
+            load = merged.get("load_time")
+            if isinstance(load, Mapping) and "file" in load:
+                merged["load_time"] = {
+                    "kind": "empirical",
+                    "samples": _samples(load, scenario_path, f"{where}.{model}.load_time", cache),
+                }
+            profiles[model] = TimingProfile.parse(merged, f"{where}.{model}")
     except TimingError as exc:
         raise ScenarioError(str(exc)) from None
     return profiles
+
+
+def _samples(
+    spec: Mapping[str, Any],
+    scenario_path: Path | None,
+    where: str,
+    cache: dict[tuple[str, str, float], list[float]],
+) -> list[float]:
+    import csv
+
+    if spec.get("kind", "empirical") != "empirical":
+        raise ScenarioError(f"{where}: 'file' is only valid with kind: empirical")
+    unknown = sorted(set(spec) - {"kind", "file", "column", "scale"})
+    if unknown:
+        raise ScenarioError(f"{where}: unknown keys {unknown} (valid: kind, file, column, scale)")
+    column = str(spec.get("column", "value"))
+    scale = spec.get("scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or scale <= 0:
+        raise ScenarioError(f"{where}.scale: expected a positive number, got {scale!r}")
+    name = str(spec["file"])
+    path = resolve_path(scenario_path, name) if scenario_path is not None else Path(name)
+    key = (str(path), column, float(scale))
+    if key in cache:
+        return cache[key]
+    if not path.exists():
+        raise TraceMissingError(f"{where}.file: timing samples file not found: {path}")
+    values: list[float] = []
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if column not in (reader.fieldnames or []):
+            raise ScenarioError(
+                f"{where}.column: {column!r} is not a column of {path} ({reader.fieldnames})"
+            )
+        for lineno, row in enumerate(reader, 2):
+            text = row[column]
+            if text in ("", None):
+                continue
+            try:
+                value = float(text) * scale
+            except ValueError:
+                raise ScenarioError(f"{path}:{lineno}: {column} {text!r} is not a number") from None
+            if value >= 0:
+                values.append(value)
+    if not values:
+        raise ScenarioError(f"{where}: no samples in column {column!r} of {path}")
+    cache[key] = values
+    return values
 
 
 def trace_from_file(path: str | Path) -> Trace:

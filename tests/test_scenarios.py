@@ -24,8 +24,8 @@ SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
 
 @functools.cache
 def ci_run(path: Path) -> tuple[Scenario, Experiment]:
-    scenario = load_scenario(path)
     try:
+        scenario = load_scenario(path)
         trace = scenario.load_trace(ci=True)
     except TraceMissingError as exc:
         pytest.skip(f"{path.name}: {exc}")
@@ -296,3 +296,22 @@ def test_warnings_for_ignored_models_and_unserved_trace_models(tmp_path: Path) -
     experiment = run_experiment(scenario, trace)
     result = experiment.summary["results"]["fifo"]
     assert result["rejected"] == result["per_model"]["B"]["requests"] > 0
+
+
+def test_empirical_load_times_from_a_csv_column(tmp_path: Path) -> None:
+    (tmp_path / "loads.csv").write_text("timestamp,value\n1,2000\n2,4000\n3,\n")
+    data = {
+        **base(),
+        "timing": {
+            "default": {"load_time": {"kind": "empirical", "file": "loads.csv", "scale": 0.001}}
+        },
+    }
+    scenario = parse_scenario(data, tmp_path / "s.yaml")
+    load = scenario.profiles["A"].load_time
+    assert load.kind == "empirical" and load.samples == (2.0, 4.0)
+    bad = {**base(), "timing": {"A": {"load_time": {"file": "loads.csv", "column": "ms"}}}}
+    with pytest.raises(ScenarioError, match=r"timing.A.load_time.column: 'ms' is not a column"):
+        parse_scenario(bad, tmp_path / "s.yaml")
+    missing = {**base(), "timing": {"A": {"load_time": {"file": "gone.csv"}}}}
+    with pytest.raises(TraceMissingError, match="timing samples file not found"):
+        parse_scenario(missing, tmp_path / "s.yaml")
