@@ -63,7 +63,7 @@ class _Conn(asyncio.Protocol):
         self.closed = True
         if self._state == "close":
             self._state = "done"
-        elif self._state not in ("idle", "done"):
+        elif self._state not in ("idle", "done") and self._error is None:
             self._error = UpstreamError(
                 f"upstream closed the connection{' mid-response' if self.got_bytes else ''}"
                 + (f": {exc}" if exc else "")
