@@ -295,3 +295,15 @@ def test_router_runs_unchanged_on_any_clock_implementation() -> None:
     router.handle(RequestArrived(req))
     assert req.arrival == 42.0
     assert clock.timers == [(51.0, TimerFired("process", ("A", "health", 1)))]
+
+
+def test_manual_clock_reports_a_timer_storm_instead_of_hanging() -> None:
+    clock = ManualClock()
+
+    def rearm(event: object) -> None:
+        clock.call_at(clock.now(), event)  # a buggy policy re-arming "now" forever
+
+    clock.sink = rearm
+    clock.call_at(0.0, "tick")
+    with pytest.raises(RuntimeError, match="timer storm"):
+        clock.advance(1.0)

@@ -71,12 +71,20 @@ class ManualClock:
         """Move time forward by ``seconds``, firing every timer that falls due on the way."""
         self.advance_to(self._now + seconds)
 
+    MAX_FIRINGS = 100_000
+    """Per ``advance``: a timer that keeps re-arming itself in the past is a bug, not a hang."""
+
     def advance_to(self, when: float) -> None:
-        while True:
+        for _ in range(self.MAX_FIRINGS):
             deadline = self.next_deadline()
             if deadline is None or deadline > when:
                 break
             self.fire_next()
+        else:
+            raise RuntimeError(
+                f"timer storm: {self.MAX_FIRINGS} timers fired before t={when:g}; "
+                "is a timer re-arming itself at or before now?"
+            )
         self._now = max(self._now, when)
 
     def fire_next(self) -> bool:
