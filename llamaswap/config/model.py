@@ -88,6 +88,9 @@ class Config:
     scheduler_settings: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     """One line per ignored (unsupported or unknown) key or dropped value, naming its key path."""
+    record_path: str = ""
+    """``record.path`` (llamaswap extension): event log for ``serve``; empty = not recording."""
+    record_max_bytes: int = 256 * 1024 * 1024
     aliases: Mapping[str, str] = field(default_factory=dict)
     """alias -> real model id."""
     sources: tuple[str, ...] = ()

@@ -29,6 +29,7 @@ from llamaswap.config.values import (
 from llamaswap.core.spec import DEFAULT_HEALTH_CHECK_TIMEOUT, DEFAULT_UNLOAD_TIMEOUT
 
 MIN_HEALTH_CHECK_TIMEOUT = 15.0
+DEFAULT_RECORD_MAX_BYTES = 256 * 1024 * 1024
 LOG_LEVELS = ("debug", "info", "warn", "error")
 
 TOP_LEVEL_KEYS = frozenset(
@@ -46,6 +47,7 @@ TOP_LEVEL_KEYS = frozenset(
         "sendLoadingState",
         "routing",
         "groups",
+        "record",
     }
 )
 TOP_LEVEL_UNSUPPORTED = {
@@ -132,6 +134,7 @@ def build_config(
         send_loading_state = as_bool(data["sendLoadingState"], "sendLoadingState")
 
     api_keys = _api_keys(opt(data, "apiKeys"))
+    record_path, record_max_bytes = _record(ctx, opt(data, "record"))
 
     models = parse_models(
         ctx,
@@ -168,6 +171,8 @@ def build_config(
         warnings=tuple(ctx.warnings),
         aliases=aliases,
         sources=sources,
+        record_path=record_path,
+        record_max_bytes=record_max_bytes,
     )
 
 
@@ -183,6 +188,21 @@ def _apply_global_macros(data: Mapping[str, Any], macros: Mapping[str, Any]) -> 
             out[key] = substitute(value, macros, typed=True)
             leftover_macros(out[key], key)
     return out
+
+
+def _record(ctx: Ctx, raw: Any) -> tuple[str, int]:
+    """llamaswap extension ``record: {path, maxBytes}``: the event log ``serve --record`` writes."""
+    record = as_mapping(raw, "record")
+    ctx.unknown_keys(record, "record", frozenset({"path", "maxBytes"}))
+    path = as_string(opt(record, "path"), "record.path") if opt(record, "path") is not None else ""
+    max_bytes = DEFAULT_RECORD_MAX_BYTES
+    if opt(record, "maxBytes") is not None:
+        max_bytes = as_int(record["maxBytes"], "record.maxBytes")
+        if max_bytes < 4096:
+            raise ConfigError(f"record.maxBytes: must be at least 4096, got {max_bytes}")
+    if record and not path:
+        raise ConfigError("record.path: required when 'record' is set (the event log file)")
+    return path, max_bytes
 
 
 def _api_keys(raw: Any) -> tuple[str, ...]:

@@ -45,15 +45,22 @@ def _loader(args: argparse.Namespace) -> Config:
 
 
 def _recorder(args: argparse.Namespace, config: Config) -> Any:
-    """``--record FILE``: the JSONL event log (routing config in its meta record)."""
-    if not args.record:
+    """``--record FILE`` or the config's ``record.path``: the JSONL event log (routing config in
+    its meta record). The flag wins over the config key."""
+    path = args.record or config.record_path
+    if not path:
         return None
     import time
 
     from llamaswap.record import EventLog, Recorder
     from llamaswap.record.meta import spec_meta
 
-    log = EventLog(args.record, max_bytes=int(args.record_max_mb * 1024 * 1024))
+    max_bytes = (
+        int(args.record_max_mb * 1024 * 1024)
+        if args.record_max_mb is not None
+        else config.record_max_bytes
+    )
+    log = EventLog(path, max_bytes=max_bytes)
     meta = {
         "host": "daemon",
         "version": __version__,
@@ -69,7 +76,7 @@ async def _serve(args: argparse.Namespace, config: Config) -> int:
     try:
         recorder = _recorder(args, config)
     except OSError as exc:
-        print(f"llamaswap: --record {args.record}: {exc}", file=sys.stderr)
+        print(f"llamaswap: cannot open the event log: {exc}", file=sys.stderr)
         return 1
     daemon = Daemon(
         config,
@@ -193,7 +200,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--record-max-mb",
         type=_positive,
-        default=256.0,
-        help="rotate the event log past this size (3 backups kept; default 256)",
+        default=None,
+        help="rotate the event log past this size (3 backups kept; default: the config's "
+        "record.maxBytes, else 256)",
     )
     parser.set_defaults(func=run)
