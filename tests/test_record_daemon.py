@@ -189,3 +189,22 @@ async def _send(port: int, n: int) -> None:
             ) as response:
                 assert response.status == 200
                 await response.read()
+
+
+async def test_a_reload_records_the_new_routing_config(tmp_path: Path) -> None:
+    from llamaswap.record.calibrate import calibrate
+
+    models = {"m": {"cmd": fake_cmd(load_time=0.05)}}
+    config = make_config(models, scheduler="serial")
+    log_path = tmp_path / "events.jsonl"
+    loop = asyncio.get_running_loop()
+    recorder = Recorder(
+        EventLog(log_path), loop.time, {"host": "daemon", **spec_meta(config.routing_spec())}
+    )
+    async with running_daemon(config, recorder=recorder) as daemon:
+        assert await daemon.reload(make_config(models, scheduler="fifo"))
+    recorder.close()
+    records = read_log(log_path)
+    metas = [r for r in records if r["ev"] == "meta"]
+    assert [spec_from_meta(m).scheduler for m in metas] == ["serial", "fifo"]
+    assert spec_from_meta(calibrate(records).meta).scheduler == "fifo"

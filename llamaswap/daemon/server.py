@@ -180,6 +180,10 @@ class Daemon:
                 await old.shutdown(RELOAD_STOP_TIMEOUT)
             finally:
                 self._switched.set()
+            if self.recorder is not None:
+                from llamaswap.record.meta import spec_meta
+
+                self.recorder.meta({"reload": True, **spec_meta(config.routing_spec())})
             self.runtime.preload()
             log.info("config reloaded")
             return True
