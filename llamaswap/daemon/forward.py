@@ -38,6 +38,7 @@ _HOP_BY_HOP = frozenset(
         "Upgrade",
         "Host",
         "Content-Length",
+        "Expect",  # answered by our own server; the body is sent upstream in one go
     )
 )
 
