@@ -265,7 +265,7 @@ models:
             )
             print(
                 f"{'target':<10} {'p50 c1':>9} {'added':>8} {'req/s c1':>9} {'req/s c16':>10} "
-                f"{'req/s c64':>10} {'CPU/req c16':>12}"
+                f"{'req/s c64':>10} {'CPU/req c16':>12} {'CPU/req c64':>12}"
             )
             results: dict[str, tuple[float, float, float, float]] = {}
             for name, url in targets.items():
@@ -273,14 +273,18 @@ models:
                 cpu_before = cpu_seconds(cpu_pid[name])
                 rps16, _, bad16 = wrk(url, json_script, 16, args.seconds)
                 cpu_per_request = (cpu_seconds(cpu_pid[name]) - cpu_before) / (rps16 * args.seconds)
+                cpu_before = cpu_seconds(cpu_pid[name])
                 rps64, _, bad64 = wrk(url, json_script, 64, args.seconds)
+                cpu_per_request64 = (cpu_seconds(cpu_pid[name]) - cpu_before) / (
+                    rps64 * args.seconds
+                )
                 if bad1 or bad16 or bad64:
                     print(f"    {name}: non-2xx responses: {bad1 + bad16 + bad64}")
                 results[name] = (p50, rps1, rps16, rps64)
                 added = (p50 - results["direct"][0]) * 1e3
                 print(
                     f"{name:<10} {p50 * 1e3:8.3f}ms {added:7.3f}ms {rps1:9.0f} {rps16:10.0f} "
-                    f"{rps64:10.0f} {cpu_per_request * 1e6:10.0f}us"
+                    f"{rps64:10.0f} {cpu_per_request * 1e6:10.0f}us {cpu_per_request64 * 1e6:10.0f}us"
                 )
             for c, i in ((16, 2), (64, 3)) if results else ():
                 share = results["llamaswap"][i] / results["nginx"][i]
