@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from pathlib import Path
 
 import aiohttp
 import openai
 import pytest
 
-from llamaswap.daemon.testing import fake_cmd, make_config, running_daemon
+from llamaswap.config import load_config
+from llamaswap.daemon.testing import fake_cmd, free_port_block, make_config, running_daemon
 
 pytestmark = pytest.mark.daemon
 
@@ -365,3 +367,24 @@ async def test_concurrency_limit_answers_429_with_retry_after() -> None:
         first = await slow
         assert first.status == 200
         first.release()
+
+
+async def test_the_example_config_serves_the_openai_sdk(tmp_path: Path) -> None:
+    """``llamaswap serve --config examples/config.yaml`` works as shipped (ports moved only)."""
+    text = (Path(__file__).parent.parent / "examples" / "config.yaml").read_text()
+    assert "startPort: 5800" in text
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(text.replace("startPort: 5800", f"startPort: {free_port_block(3)}"))
+    config = load_config(config_path)
+    assert not config.warnings
+    async with running_daemon(config) as daemon:
+        client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{daemon.port}/v1", api_key="none")
+        listed = sorted(m.id for m in (await client.models.list()).data)
+        assert listed == ["embed", "medium", "small"]
+        chat = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+        )
+        assert chat.choices[0].message.content == "lorem ipsum dolor sit "
+        vectors = await client.embeddings.create(model="text-embedding-3-small", input="x")
+        assert len(vectors.data[0].embedding) == 8
+        await client.close()
