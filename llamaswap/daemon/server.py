@@ -134,7 +134,10 @@ class Daemon:
             except TimeoutError:
                 log.warning("drain timed out with %d request(s) still open", self.active)
         await self._switched.wait()
-        await self.runtime.shutdown(self.stop_timeout)
+        try:  # bounded even if a process cannot be reaped (e.g. stuck in uninterruptible I/O)
+            await asyncio.wait_for(self.runtime.shutdown(self.stop_timeout), self.stop_timeout + 15)
+        except TimeoutError:
+            log.error("upstreams did not stop within %gs; exiting anyway", self.stop_timeout + 15)
         self.logs.close_subscribers()
         if runner is not None:
             await runner.cleanup()
