@@ -234,3 +234,15 @@ def test_sim_record_dir_writes_one_log_per_scheduler(tmp_path: Path) -> None:
         assert metrics["swaps"] == result["swaps"]
         assert metrics["completed"] == result["completed"]
         assert not math.isnan(metrics["latency"]["p50"])
+
+
+def test_arrivals_on_the_same_clock_tick_keep_the_logged_order() -> None:
+    from llamaswap.record.calibrate import calibrate
+
+    records = [
+        {"ev": "meta", "t": 0.0},
+        {"ev": "arrival", "t": 1.0, "id": "9", "model": "m"},
+        {"ev": "arrival", "t": 1.0, "id": "10", "model": "m"},
+        {"ev": "arrival", "t": 0.5, "id": "z", "model": "m"},
+    ]
+    assert [r["id"] for r in calibrate(records).trace_rows()] == ["z", "9", "10"]

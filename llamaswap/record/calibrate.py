@@ -89,7 +89,8 @@ class Calibration:
             return []
         origin = min(r.arrival for r in self.requests)
         rows = []
-        for r in sorted(self.requests, key=lambda r: (r.arrival, r.id)):
+        # Ties (same clock tick) keep the log's order, which is the order the host saw them in.
+        for r in sorted(self.requests, key=lambda r: r.arrival):
             cancel_after = None
             if r.cancelled is not None and r.grant is None:
                 cancel_after = round(r.cancelled - r.arrival, 6)
