@@ -6,6 +6,7 @@ Each test ends with every request answered once and the daemon still serving.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import aiohttp
@@ -213,3 +214,39 @@ async def test_slow_client_on_a_stream_gets_everything_while_others_are_served()
                     assert status == 200
         assert events == 3001  # 3000 tokens + the final usage chunk
         assert daemon.runtime.host.in_flight() == 0
+
+
+async def test_loading_stream_that_fails_ends_with_an_error_event() -> None:
+    """The 200 of a loading stream is already sent when the load fails: the error follows in-band."""
+    models = {
+        "doomed": {"cmd": fake_cmd(load_time=0.9, extra="--fail-start"), "sendLoadingState": True}
+    }
+    config = make_config(models)
+    async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{daemon.port}"
+        body = {"model": "doomed", "stream": True, "messages": []}
+        async with http.post(base + CHAT, json=body) as r:
+            assert r.status == 200
+            text = await r.text()
+        assert "llamaswap loading model: doomed" in text
+        last = [line for line in text.split("\n\n") if line.startswith("data: ")][-1]
+        error = json.loads(last[len("data: ") :])
+        assert error["src"] == "llamaswap" and error["error"]["code"] == "bad_gateway"
+        assert "exited prematurely" in error["error"]["message"]
+        assert daemon.runtime.host.waiting() == 0 and daemon.runtime.host.in_flight() == 0
+
+
+async def test_unload_while_a_request_waits_for_the_load_answers_503() -> None:
+    models = {"slowload": {"cmd": fake_cmd(load_time=1.5)}}
+    config = make_config(models)
+    async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{daemon.port}"
+        waiting = asyncio.create_task(_post(http, base + CHAT, {"model": "slowload"}))
+        await asyncio.sleep(0.4)
+        async with http.post(base + "/api/models/unload/slowload") as r:
+            assert r.status == 200
+        status, text = await waiting
+        assert status == 503, text
+        assert json.loads(text)["error"]["code"] == "service_unavailable"
+        status, _ = await _post(http, base + CHAT, {"model": "slowload", "max_tokens": 1})
+        assert status == 200
