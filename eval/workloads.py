@@ -20,7 +20,7 @@ from llamaswap.core.spec import ModelSpec, RoutingSpec
 from llamaswap.timing import Distribution, TimingProfile
 from sim.importers import import_alibaba, import_azure, import_mooncake, import_servegen
 from sim.trace import Trace
-from sim.transforms import superpose, time_scale, window
+from sim.transforms import superpose, time_scale, top_n, window
 
 RAW = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "raw"
 """``../shared/traces/raw`` next to the checkout (read in place, never copied)."""
@@ -55,16 +55,7 @@ class Workload:
 
     def mean_service(self) -> float:
         """Mean service time of the slice's requests under the profile (or as traced)."""
-        service = self.trace.service_time
-        if not np.isnan(service).any():
-            return float(service.mean())
-        p = self.trace.prompt_tokens
-        o = self.trace.output_tokens
-        values = [
-            self.profile.service_time(None if a < 0 else int(a), None if b < 0 else int(b))
-            for a, b in zip(p.tolist(), o.tolist(), strict=True)
-        ]
-        return float(np.mean(values))
+        return float(self.service_times().mean())
 
     def natural_load(self) -> float:
         span = float(self.trace.arrival[-1] - self.trace.arrival[0])
@@ -78,6 +69,41 @@ class Workload:
     def profiles(self, setting: LoadSetting) -> dict[str, TimingProfile]:
         profile = dataclasses.replace(self.profile, load_time=setting.load_time)
         return {m: profile for m in self.models}
+
+    def service_times(self) -> np.ndarray:
+        """Per-request service seconds (traced, or from the token counts under the profile)."""
+        service = self.trace.service_time
+        if not np.isnan(service).any():
+            return service
+        return np.array(
+            [
+                self.profile.service_time(None if a < 0 else int(a), None if b < 0 else int(b))
+                for a, b in zip(
+                    self.trace.prompt_tokens.tolist(),
+                    self.trace.output_tokens.tolist(),
+                    strict=True,
+                )
+            ]
+        )
+
+    def peak_load(self, rho: float, window: float) -> tuple[float, float]:
+        """Burstiness at offered load ``rho``: the highest offered load in any aligned ``window``
+        seconds (all models, then the busiest single model), in the same units as ``rho``."""
+        trace = self.at_load(rho)
+        service = self.service_times()
+        span = float(trace.arrival[-1])
+        bins = np.arange(0.0, span + window, window)
+        scale = window * self.profile.parallel
+        total, _ = np.histogram(trace.arrival, bins, weights=service)
+        single = max(
+            float(
+                np.histogram(
+                    trace.arrival[trace.model == k], bins, weights=service[trace.model == k]
+                )[0].max()
+            )
+            for k in range(len(trace.models))
+        )
+        return float(total.max()) / scale, single / scale
 
     def resident_profiles(self) -> dict[str, TimingProfile]:
         """For the lower bound: no load cost at all."""
@@ -107,22 +133,17 @@ def resident_routing(models: list[str]) -> RoutingSpec:
     )
 
 
-def _top_models(trace: Trace, n: int) -> Trace:
-    """The N most requested models (rebuilt by name: ``sim.transforms.top_n`` currently fails to
-    drop the unused model names, see the report)."""
-    counts = np.bincount(trace.model, minlength=len(trace.models))
-    ranked = sorted(
-        (i for i, m in enumerate(trace.models) if m),
-        key=lambda i: (-int(counts[i]), trace.models[i]),
+def free_swap_trace(trace: Trace) -> Trace:
+    """The second bound: every request on one model, so one GPU with the same slots serves them in
+    arrival order and no load is ever needed (swaps cost nothing)."""
+    return (
+        trace.with_models([*trace.models, FREE_SWAP_MODEL])
+        .replace(model=np.full(len(trace), len(trace.models), dtype=np.int32))
+        .drop_unused_models()
     )
-    keep = np.isin(trace.model, np.array(ranked[:n], dtype=trace.model.dtype))
-    kept = trace.take(keep)
-    return Trace.build(
-        kept.arrival - kept.arrival[0],
-        kept.model_names(),
-        service_time=kept.service_time,
-        source=trace.source + f" top {n}",
-    )
+
+
+FREE_SWAP_MODEL = "any"
 
 
 def _lognormal(median: float) -> Distribution:
@@ -193,10 +214,14 @@ def hot_and_rare(raw: Path = RAW, rare_share: float = 0.05, seed: int = 3) -> Wo
     )
 
 
-def alibaba(raw: Path = RAW, n_models: int = 5, first_day: int = 9, days: int = 3) -> Workload:
+def alibaba(raw: Path = RAW, n_models: int = 5, day: int = 19, hours: float = 12.0) -> Workload:
+    """The busiest day's active half (day 19, 00:00-12:00 trace time). The trace is diurnal: the
+    other 12 hours of each day carry a few percent of the requests, so a multi-day slice scaled to
+    an average load would be idle at night and overloaded 2-4x by day, and "70%" would mean
+    nothing (the earlier 3-day slice had a single model alone at 1.7x capacity for half an hour)."""
     root = raw / "alibaba-gentd26"
-    trace = _top_models(import_alibaba([root / "lora_request_trace.csv"]), n_models)
-    trace = window(trace, first_day * 86400.0, days * 86400.0)
+    trace = top_n(import_alibaba([root / "lora_request_trace.csv"]), n_models)
+    trace = window(trace, day * 86400.0, hours * 3600.0)
     settings = (
         LoadSetting(
             "fast",
@@ -217,7 +242,7 @@ def alibaba(raw: Path = RAW, n_models: int = 5, first_day: int = 9, days: int = 
         trace,
         TimingProfile(parallel=1),
         settings,
-        f"days {first_day}-{first_day + days} of the trace, top {n_models} models; service = traced exec_time_seconds; one image at a time",
+        f"day {day} 00:00-{hours:02.0f}:00 of the trace (its busiest day, active hours), top {n_models} models; service = traced exec_time_seconds; one image at a time",
     )
 
 
