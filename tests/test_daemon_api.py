@@ -364,6 +364,8 @@ async def test_concurrency_limit_answers_429_with_retry_after() -> None:
             body = await r.json()
             assert body["error"]["code"] == "concurrency_limit"
             assert body["error"]["message"] == "Too many requests"
+        async with http.get(f"http://127.0.0.1:{daemon.port}/metrics") as r:
+            assert 'llamaswap_in_flight_requests{model="one"} 1.0' in await r.text()
         first = await slow
         assert first.status == 200
         first.release()

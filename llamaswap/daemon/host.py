@@ -131,7 +131,6 @@ class AsyncHost:
         ticket.granted = True
         ticket.future.set_result(None)
         self._serving.setdefault(request.model, set()).add(ticket)
-        self.metrics.serving(request.model, 1)
         if ticket.preload:
             self.loop.call_soon(self.finish, ticket)
         return True
@@ -212,7 +211,6 @@ class AsyncHost:
         serving = self._serving.get(ticket.request.model)
         if serving is not None:
             serving.discard(ticket)
-        self.metrics.serving(ticket.request.model, -1)
         self._handle(ServeDone(ticket.request, error))
 
     def release(self, ticket: Ticket, error: str | None = None) -> None:
@@ -235,5 +233,7 @@ class AsyncHost:
     def waiting(self) -> int:
         return sum(1 for t in self._tickets.values() if not t.granted)
 
-    def in_flight(self) -> int:
+    def in_flight(self, model: str | None = None) -> int:
+        if model is not None:
+            return len(self._serving.get(model, ()))
         return sum(len(s) for s in self._serving.values())

@@ -6,6 +6,7 @@ cached because ``.labels()`` costs a lock and a dict build on every call on the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -76,6 +77,8 @@ class Metrics:
             registry=r,
         )
         self._children: dict[tuple[str, ...], Any] = {}
+        self.in_flight_of: Callable[[str], int] = lambda model: 0
+        """Set by the daemon: the current host's in-flight count for a model (read at scrape)."""
         self._swap_started: dict[str, float] = {}
         self._starting_since: dict[str, float] = {}
 
@@ -92,7 +95,9 @@ class Metrics:
                 self._child(self.process_state, model, state.value).set(
                     1 if state is ProcessState.STOPPED else 0
                 )
-            self._child(self.in_flight, model).set(0)
+            self._child(self.in_flight, model).set_function(
+                lambda model=model: self.in_flight_of(model)
+            )
 
     # ------------------------------------------------------------------ request path
 
@@ -100,9 +105,6 @@ class Metrics:
         code = str(status)
         self._child(self.requests, model, code).inc()
         self._child(self.latency, model, code).observe(seconds)
-
-    def serving(self, model: str, delta: int) -> None:
-        self._child(self.in_flight, model).inc(delta)
 
     # ------------------------------------------------------------------ core observations
 

@@ -68,6 +68,7 @@ class Daemon:
         self.stop_timeout = stop_timeout
         self.logs = Logs()
         self.metrics = Metrics()
+        self.metrics.in_flight_of = lambda model: self.runtime.host.in_flight(model)
         self.active = 0
         self.idle = asyncio.Event()
         self.draining = False
@@ -223,12 +224,19 @@ class Daemon:
 
     # ================================================================== access log
 
+    _stamp_second = -1
+    _stamp_text = ""
+
     def access(self, request: web.BaseRequest, status: int, started: float) -> None:
         peer = request.headers.get("X-Forwarded-For", "").split(",")[0].strip() or (
             request.remote or "-"
         )
+        now = int(time.time())
+        if now != self._stamp_second:
+            self._stamp_second = now
+            self._stamp_text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
         line = (
-            f'{time.strftime("%Y-%m-%d %H:%M:%S")} [INFO] Request {peer} "{request.method} '
+            f'{self._stamp_text} [INFO] Request {peer} "{request.method} '
             f'{request.path} HTTP/{request.version.major}.{request.version.minor}" {status} '
             f'"{request.headers.get("User-Agent", "")}" {(time.monotonic() - started) * 1000:.1f}ms\n'
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import deque
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -280,6 +281,14 @@ class UpstreamResponse:
             conn.transport.close()
 
 
+@functools.lru_cache(maxsize=4096)
+def _split(url: str) -> tuple[tuple[str, int], str, str]:
+    """((host, port), netloc, request target) of a URL; cached: a few URLs repeat endlessly."""
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return (parts.hostname or "127.0.0.1", parts.port or 80), parts.netloc, target
+
+
 class LeanClient:
     def __init__(self) -> None:
         self._pool: dict[tuple[str, int], list[_Conn]] = {}
@@ -314,12 +323,8 @@ class LeanClient:
         headers: Iterable[tuple[str, str]],
         body: bytes | None,
     ) -> UpstreamResponse:
-        parts = urlsplit(url)
-        host = parts.hostname or "127.0.0.1"
-        port = parts.port or 80
-        key = (host, port)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}"]
+        key, netloc, target = _split(url)
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {netloc}"]
         lines += [f"{name}: {value}" for name, value in headers]
         payload = body or b""
         if payload or method in ("POST", "PUT", "PATCH"):
