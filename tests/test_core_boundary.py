@@ -39,5 +39,7 @@ def test_core_module_is_sans_io(path: Path) -> None:
 
 def test_scanner_catches_forbidden_imports(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("import asyncio\nfrom subprocess import run\nimport time\nx = time.monotonic()\n")
+    bad.write_text(
+        "import asyncio\nfrom subprocess import run\nimport time\nx = time.monotonic()\n"
+    )
     assert _violations(bad) == ["asyncio", "subprocess", "time.monotonic"]
