@@ -54,3 +54,18 @@ def test_small_fidelity_run_matches_swaps_and_serial_grant_order(tmp_path: Path)
     serial = summary["results"]["serial"]["recorded"]["grant_order"]
     assert serial["identical"], serial
     assert (plot_fidelity(tmp_path, ["serial", "fifo"], "test")).stat().st_size > 10_000
+
+
+def test_fidelity_refuses_profiles_a_fake_upstream_cannot_play(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llamaswap.cli import main
+
+    code = main(["fidelity", str(ROOT / "scenarios" / "default.yaml"), "--out", str(tmp_path)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "default.yaml: timing.llama-8b.load_time" in err and "use a constant" in err
+    assert not (tmp_path / "probe").exists()  # nothing was started
+    assert main(["fidelity", str(tmp_path / "missing.yaml")]) == 2
+    assert "no such scenario file" in capsys.readouterr().err
+    assert main(["fidelity", str(ROOT / "scenarios" / "default.yaml"), "--duration", "0"]) == 2

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from llamaswap.fidelity.live import LiveResult, run_live
+from llamaswap.fidelity.live import LiveResult, fake_upstream_cmd, run_live
 from llamaswap.fidelity.probe import Overheads, measure_overheads
 from llamaswap.fidelity.simlog import simulate_recorded, trace_ids
 from llamaswap.record import read_log
@@ -107,6 +107,8 @@ def run_fidelity(scenario: Scenario, options: FidelityOptions) -> dict[str, Any]
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     raw_config = yaml.safe_load(scenario.path.read_text())["config"]
+    for model, profile in scenario.profiles.items():  # fail before starting anything
+        fake_upstream_cmd(profile, f"{scenario.path}: timing.{model}")
     trace = prepare_trace(scenario, options.duration, options.ci)
     ids = trace_ids(trace)
     overheads = options.overheads
