@@ -3,6 +3,8 @@
 from collections.abc import Hashable, Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from recording_host import Harness
 
 from llamaswap.core import ErrorKind, GroupSpec, ModelSpec, Request, RequestError, RoutingSpec
@@ -586,3 +588,32 @@ def test_shutdown_kills_after_its_budget_or_health_check_timeout(
     assert h.host.killed == []
     h.advance(0.5)
     assert h.host.killed == [("A", 1)]
+
+
+# ---------------------------------------------------------------------- batching, generalised
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(
+    arrivals=st.lists(st.sampled_from("ABCD"), min_size=1, max_size=25),
+    priority=st.dictionaries(st.sampled_from("ABCD"), st.integers(-2, 2)),
+)
+def test_cold_burst_is_served_in_batches_by_priority_then_first_arrival(
+    arrivals: list[str], priority: dict[str, int]
+) -> None:
+    """All models cold, one at a time: each model's requests go together, models ordered by
+    priority (higher first) and then by their first arrival; the first model loads first
+    whatever its priority (nothing is queued yet when it arrives)."""
+    models = {m: ModelSpec(m, concurrency_limit=100) for m in "ABCD"}
+    h = Harness(
+        RoutingSpec(models, scheduler="fifo", scheduler_settings={"fifo": {"priority": priority}})
+    )
+    for i, model in enumerate(arrivals):
+        h.request(f"{model}{i}", model)
+    h.settle()
+    first, rest = arrivals[0], list(dict.fromkeys(arrivals[1:]))
+    rest = [m for m in rest if m != first]
+    rest.sort(key=lambda m: -priority.get(m, 0))  # stable: ties keep first-arrival order
+    expected = [f"{m}{i}" for m in [first, *rest] for i, a in enumerate(arrivals) if a == m]
+    assert h.host.granted_ids() == expected
+    assert h.host.spawned_models() == [first, *rest], "one load per model"

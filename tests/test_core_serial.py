@@ -1,5 +1,7 @@
 """``serial``: exact arrival order, one request in flight, one model in memory."""
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from recording_host import Harness
 
 from llamaswap.core import ErrorKind, GroupSpec, ModelSpec, RoutingSpec
@@ -372,3 +374,19 @@ def test_snapshot_reports_the_swap_and_the_request_in_flight() -> None:
     h.ready("A")
     snap = h.router.scheduler.snapshot()
     assert (snap["swapping"], snap["in_flight"], snap["queued"]) == ([], {"A": 1}, 1)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(arrivals=st.lists(st.sampled_from("ABC"), min_size=1, max_size=25))
+def test_any_cold_burst_is_served_in_arrival_order_with_one_load_per_model_change(
+    arrivals: list[str],
+) -> None:
+    h = Harness(
+        RoutingSpec({m: ModelSpec(m, concurrency_limit=100) for m in "ABC"}, scheduler="serial")
+    )
+    for i, model in enumerate(arrivals):
+        h.request(f"r{i}", model)
+    h.settle()
+    assert h.host.granted_ids() == [f"r{i}" for i in range(len(arrivals))]
+    changes = [m for k, m in enumerate(arrivals) if k == 0 or arrivals[k - 1] != m]
+    assert h.host.spawned_models() == changes
