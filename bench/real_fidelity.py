@@ -5,7 +5,7 @@ For each scheduler (serial, fifo):
 1. Workload: ``--requests`` requests picked evenly over the hour of the Azure LLM inference 2023 traces
    (read in place from ``/work/shared/traces/raw/azure-llm-2023``; the *code* service -> ``smollm2``,
    the *conversation* service -> ``smollm2-lite``), arrivals time-compressed into ``--duration``
-   seconds, token counts scaled into the tiny model's context (prompt / 10, conversation output / 4,
+   seconds, token counts scaled into the tiny model's context (prompt / 20, conversation output / 4,
    clamped). Prompts are real text of that many tokens with a unique head, so llama.cpp cannot reuse
    a cached prefix and every prefill is paid in full.
 2. Real: ``llamaswap serve --record`` with ``examples/config-llamacpp.yaml`` (scheduler and ports
@@ -61,7 +61,9 @@ EXAMPLE = REPO / "examples" / "config-llamacpp.yaml"
 AZURE = Path("/work/shared/traces/raw/azure-llm-2023")
 SERVICES = {"code": "smollm2", "conv": "smollm2-lite"}
 # (max prompt tokens, max output tokens) that fit each model's n_ctx with room for the unique head.
-LIMITS = {"smollm2": (1400, 48), "smollm2-lite": (400, 48)}
+LIMITS = {"smollm2": (600, 32), "smollm2-lite": (300, 32)}
+PROMPT_SCALE = 20  # Azure prompts are 1-7k tokens; a 135M model on one busy core needs shorter ones
+CONV_OUTPUT_SCALE = 4
 WORDS = tuple(
     [
         "the",
@@ -126,8 +128,8 @@ def build_workload(requests: int, duration: float) -> list[Item]:
     for index, (stamp, service, context, generated) in enumerate(picked):
         model = SERVICES[service]
         max_prompt, max_output = LIMITS[model]
-        prompt = min(max_prompt, max(16, round(context / 10)))
-        output = generated if service == "code" else round(generated / 4)
+        prompt = min(max_prompt, max(16, round(context / PROMPT_SCALE)))
+        output = generated if service == "code" else round(generated / CONV_OUTPUT_SCALE)
         items.append(
             Item(
                 index=index,
@@ -201,6 +203,23 @@ async def drive(base: str, workload: Sequence[Item], timeout: float) -> list[dic
     return results
 
 
+async def sample_load(samples: list[float], every: float = 5.0) -> None:
+    while True:
+        samples.append(os.getloadavg()[0])
+        await asyncio.sleep(every)
+
+
+async def drive_and_sample(
+    base: str, workload: Sequence[Item], timeout: float
+) -> tuple[list[dict[str, Any]], list[float]]:
+    samples: list[float] = []
+    sampler = asyncio.create_task(sample_load(samples))
+    try:
+        return await drive(base, workload, timeout), samples
+    finally:
+        sampler.cancel()
+
+
 def run_real(workload: Sequence[Item], scheduler: str, out: Path, timeout: float) -> Path:
     base_port = free_port_block(3)
     config = out / "config.yaml"
@@ -231,7 +250,8 @@ def run_real(workload: Sequence[Item], scheduler: str, out: Path, timeout: float
     base = f"http://127.0.0.1:{base_port}"
     try:
         wait_healthy(base, daemon)
-        results = asyncio.run(drive(base, workload, timeout))
+        results, load = asyncio.run(drive_and_sample(base, workload, timeout))
+        (out / "load.json").write_text(json.dumps([round(x, 2) for x in load]))
     finally:
         daemon.send_signal(signal.SIGTERM)
         try:
@@ -263,22 +283,71 @@ def wait_healthy(base: str, daemon: subprocess.Popen[bytes]) -> None:
 # ------------------------------------------------------------------------------------ sim + compare
 
 
+def upstream_serial_view(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The log as seen from inside a one-slot upstream, for calibration only.
+
+    llama_cpp.server runs one generation at a time (a global lock). Under ``fifo`` the daemon grants
+    several requests of the loaded model at once, so grant -> done includes waiting for that lock,
+    and a fit on it would inflate service times. The simulator models the lock itself (``parallel:
+    1``), so the service time to fit starts when the previous request on that model finished:
+    ``start = max(grant, previous done of the same model)``. Without overlap this changes nothing.
+    """
+    grants: dict[str, dict[str, Any]] = {}
+    model_of: dict[str, str] = {}
+    last_done: dict[str, float] = {}
+    out = [dict(r) for r in records]
+    for record in out:
+        if record["ev"] == "grant":
+            grants[str(record["id"])] = record
+            model_of[str(record["id"])] = str(record["model"])
+        elif record["ev"] == "done" and str(record.get("id")) in grants:
+            rid = str(record["id"])
+            model = model_of[rid]
+            grant = grants[rid]
+            grant["t"] = max(float(grant["t"]), last_done.get(model, float("-inf")))
+            last_done[model] = float(record["t"])
+    return out
+
+
 def simulate_log(
-    real_log: Path, scheduler: str, out: Path, seed: int
+    real_log: Path, scheduler: str, out: Path, seed: int, *, measured: bool = False
 ) -> tuple[Path, dict[str, Any]]:
+    """Calibrate on ``real_log``, simulate the same trace, write ``sim.jsonl`` (or
+    ``sim-measured.jsonl``).
+
+    ``measured``: each request keeps the service time it really had (from the upstream-serial view)
+    instead of the fitted formula, which separates the scheduling and daemon fidelity from the
+    timing model's error.
+    """
     from llamaswap.fidelity.simlog import simulate_recorded
+    from llamaswap.record.calibrate import TRACE_COLUMNS
     from sim.trace import read_trace
 
-    calibration = calibrate(read_log(real_log))
-    trace_path = out / "trace.csv"
-    calibration.write_trace(trace_path)
+    view = upstream_serial_view(read_log(real_log))
+    calibration = calibrate(view)
+    rows = calibration.trace_rows()
+    if measured:
+        service = {
+            r.id: r.done - r.grant
+            for r in calibration.requests
+            if r.ok and r.done is not None and r.grant is not None
+        }
+        for row in rows:
+            row["service_time"] = round(service[row["id"]], 6) if row["id"] in service else None
+    suffix = "-measured" if measured else ""
+    trace_path = out / f"trace{suffix}.csv"
+    with trace_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=TRACE_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
     trace = read_trace(trace_path)
     profiles = {
         model: TimingProfile.parse(profile, f"calibrated {model}")
         for model, profile in calibration.timing().items()
     }
     spec = spec_from_meta(calibration.meta, str(real_log))
-    sim_log = out / "sim.jsonl"
+    sim_log = out / f"sim{suffix}.jsonl"
     simulate_recorded(spec, scheduler, trace, profiles, seed, sim_log)
     fits = {
         model: {
@@ -316,17 +385,20 @@ def summarize(verdict: dict[str, Any]) -> dict[str, Any]:
 
 def print_table(summary: dict[str, Any]) -> None:
     print(
-        f"{'scheduler':<9} {'loads real/sim':>14} {'same order':>10} "
+        f"{'scheduler':<9} {'service':<10} {'loads real/sim':>14} {'same order':>10} "
         f"{'p50 real':>9} {'p50 sim':>8} {'err':>7} {'p99 real':>9} {'p99 sim':>8} {'err':>7}"
     )
-    for scheduler, row in summary["schedulers"].items():
-        lat = row["latency"]
-        loads = row["loads"]
-        print(
-            f"{scheduler:<9} {loads['real']:>7}/{loads['sim']:<6} {row['same_grant_order']!s:>10} "
-            f"{lat['p50']['real']:>9.3f} {lat['p50']['sim']:>8.3f} {lat['p50']['rel_error']:>+7.1%} "
-            f"{lat['p99']['real']:>9.3f} {lat['p99']['sim']:>8.3f} {lat['p99']['rel_error']:>+7.1%}"
-        )
+    for scheduler, full in summary["schedulers"].items():
+        for label, row in (("calibrated", full), ("measured", full["measured_service"])):
+            lat = row["latency"]
+            loads = row["loads"]
+            print(
+                f"{scheduler:<9} {label:<10} {loads['real']:>7}/{loads['sim']:<6} "
+                f"{row['same_grant_order']!s:>10} "
+                f"{lat['p50']['real']:>9.3f} {lat['p50']['sim']:>8.3f} "
+                f"{lat['p50']['rel_error']:>+7.1%} {lat['p99']['real']:>9.3f} "
+                f"{lat['p99']['sim']:>8.3f} {lat['p99']['rel_error']:>+7.1%}"
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -372,19 +444,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             run_real(workload, scheduler, out, args.timeout)
         real_wall = time.monotonic() - started
+        real_records = read_log(out / "real.jsonl")
         sim_log, fits = simulate_log(out / "real.jsonl", scheduler, out, args.seed)
-        verdict = compare(read_log(out / "real.jsonl"), read_log(sim_log))
+        verdict = compare(real_records, read_log(sim_log))
         (out / "compare.json").write_text(json.dumps(verdict, indent=1, default=str))
         (out / "calibration.json").write_text(json.dumps(fits, indent=1))
         row = summarize(verdict)
         row["calibration"] = fits
         row["real_wall_seconds"] = round(real_wall, 1)
+        row["load_average"] = _load_average(out / "load.json")
+        measured_log, _ = simulate_log(out / "real.jsonl", scheduler, out, args.seed, measured=True)
+        measured = compare(real_records, read_log(measured_log))
+        (out / "compare-measured.json").write_text(json.dumps(measured, indent=1, default=str))
+        row["measured_service"] = summarize(measured)
         summary["schedulers"][scheduler] = row
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=_nan_safe))
     print(json.dumps(summary["workload"]))
     print_table(summary)
     return 0
+
+
+def _load_average(path: Path) -> Any:
+    """The 1-minute load average sampled during the real run (the box is shared: it matters)."""
+    try:
+        samples = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not samples:
+        return None
+    return {"mean": round(sum(samples) / len(samples), 2), "max": round(max(samples), 2)}
 
 
 def _nan_safe(value: Any) -> Any:
