@@ -158,7 +158,15 @@ def main() -> int:
     parser.add_argument("--sse-events", type=int, default=50)
     parser.add_argument("--sse-rate", type=float, default=50.0)
     parser.add_argument("--only", choices=("json", "sse"), help="run one half only")
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=0,
+        help="nice value for the whole benchmark (e.g. -10, as root: shields it from other jobs)",
+    )
     args = parser.parse_args()
+    if args.priority:
+        os.setpriority(os.PRIO_PROCESS, 0, args.priority)  # inherited by every process started
     ensure_tools()
     base = free_port_block(6)
     json_port, sse_port, nginx_port, daemon_port = base, base + 1, base + 2, base + 3
