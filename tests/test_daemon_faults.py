@@ -164,14 +164,14 @@ async def test_client_disconnect_while_its_model_loads() -> None:
         assert pid is not None
         behind = asyncio.create_task(_post(http, base + CHAT, {"model": "next", "max_tokens": 1}))
         await asyncio.sleep(0.1)
-        started = time.monotonic()
         leaving.cancel()
         with pytest.raises(asyncio.CancelledError):
             await leaving
         status, _ = await behind
         assert status == 200
-        assert time.monotonic() - started < 1.1  # did not wait for heavy's 1.2 s load
         assert not pid_alive(pid)
+        # heavy's second load was aborted before it became ready: only the first one got there.
+        assert daemon.logs.proxy.history().decode().count("heavy: starting -> ready") == 1
         assert host.waiting() == 0 and host.in_flight() == 0
         status, _ = await _post(http, base + CHAT, {"model": "heavy", "max_tokens": 1})
         assert status == 200

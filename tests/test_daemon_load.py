@@ -37,7 +37,7 @@ def _fake_upstreams_on(ports: set[int]) -> list[int]:
 
 
 async def _arrivals(scheduler: str) -> tuple[list[str], int, int]:
-    """Send A B C A B C (30 ms apart) to cold models; completion order, loads, max resident."""
+    """Send A B C A B C (50 ms apart) to cold models; completion order, loads, max resident."""
     models = {m: {"cmd": fake_cmd(load_time=0.1, decode_tps=200)} for m in "ABC"}
     config = make_config(models, scheduler=scheduler)
     async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
@@ -54,7 +54,7 @@ async def _arrivals(scheduler: str) -> tuple[list[str], int, int]:
                 await asyncio.sleep(0.01)
 
         async def one(i: int, model: str) -> None:
-            await asyncio.sleep(0.03 * i)
+            await asyncio.sleep(0.05 * i)
             async with http.post(base + CHAT, json={"model": model, "max_tokens": 4}) as r:
                 assert r.status == 200
                 await r.read()

@@ -66,7 +66,7 @@ def test_health_is_503_until_the_load_time_has_passed() -> None:
     with fake("--load-time", "0.8", "--model", "m") as (_proc, base):
         up = _wait_status(base + "/health", 503)
         ready = _wait_status(base + "/health", 200)
-        assert 0.3 < ready - up < 1.2
+        assert 0.0 < ready - up < 1.5
         with urllib.request.urlopen(base + "/v1/models") as r:
             assert json.loads(r.read())["data"][0]["id"] == "m"
 
@@ -89,16 +89,16 @@ def test_generation_timing_follows_the_shared_timing_profile() -> None:
         assert usage == {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
         expected = profile.service_time(100, 20)  # 0.1 + 0.1 + 0.4
         assert expected == pytest.approx(0.6)
-        assert expected - 0.01 < elapsed < expected + 0.25
+        assert expected - 0.01 < elapsed < expected + 0.6
 
         elapsed, data = _post(base + "/v1/chat/completions", {**body, "stream": True})
         events = [line for line in data.split(b"\n\n") if line.startswith(b"data: {")]
         assert len(events) == 21 and data.endswith(b"data: [DONE]\n\n")
-        assert expected - 0.03 < elapsed < expected + 0.25
+        assert expected - 0.03 < elapsed < expected + 0.6
 
         elapsed, data = _post(base + "/v1/embeddings", {"input": "y" * 400})
         assert json.loads(data)["usage"]["prompt_tokens"] == 100
-        assert profile.time_to_first_token(100) - 0.01 < elapsed < 0.45
+        assert profile.time_to_first_token(100) - 0.01 < elapsed < 0.8
 
 
 def test_parallel_slots_queue_extra_generations() -> None:
