@@ -166,6 +166,10 @@ class FifoScheduler:
 
     def _enqueue(self, request: Request) -> None:
         priority = self._priority.get(request.model, 0)
+        if not self._queue or self._priority.get(self._queue[-1].model, 0) >= priority:
+            # The common case (equal priorities): the tail is the place; no O(queue) scan.
+            self._queue.append(request)
+            return
         for index, queued in enumerate(self._queue):
             if self._priority.get(queued.model, 0) < priority:
                 self._queue.insert(index, request)
