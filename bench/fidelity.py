@@ -4,7 +4,7 @@ For each scenario (default: the synthetic one and the one built from the Azure L
 read in place from /work/shared/traces/raw), runs ``llamaswap fidelity`` (overhead probe, real
 daemon with fake-upstream processes, simulator on the recorded and on the nominal arrivals,
 comparison), writes ``<out>/<scenario>/fidelity.{json,png}``, copies the figure to
-``docs/figures/fidelity-<scenario>.png`` and prints a Markdown table for the README/docs.
+``docs/figures/<scenario>.png`` and prints a Markdown table for the README/docs.
 
 Not a timed test. About 8-10 minutes on the 2-core box::
 
@@ -78,7 +78,7 @@ def main() -> int:
         (out / "fidelity.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         plot = plot_fidelity(out, scenario.schedulers, f"{scenario.name}: simulator vs real daemon")
         args.figures.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(plot, args.figures / f"fidelity-{scenario.name}.png")
+        shutil.copyfile(plot, args.figures / f"{scenario.name}.png")
         print_table(console, summary)
         summaries.append(summary)
     print()
