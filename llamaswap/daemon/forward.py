@@ -69,6 +69,36 @@ def make_session() -> aiohttp.ClientSession:
     )
 
 
+DIRECT_WRITE_LIMIT = 64 * 1024
+
+
+def _direct_sink(
+    request: web.Request, tap: Callable[[bytes], None] | None
+) -> Callable[[bytes], bool]:
+    """Write upstream body data to the client from the socket callback (chunked framing).
+
+    Used for streamed responses once their headers are out: one event costs one transport write
+    and no task wake-up. It refuses (so the relay task writes, with back-pressure) when the
+    client's send buffer is not nearly empty or the client is gone; order is kept because it is
+    only offered data while nothing is queued for the task.
+    """
+    transport = request.transport
+
+    def sink(data: bytes) -> bool:
+        if (
+            transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
+        ):
+            return False
+        if tap is not None:
+            tap(data)
+        transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        return True
+
+    return sink
+
+
 def sse_error(status: int, message: str) -> bytes:
     return b"data: " + json.dumps(envelope(status, message)).encode() + b"\n\n"
 
@@ -121,6 +151,8 @@ async def relay(
                         out_headers["X-Accel-Buffering"] = "no"
                     response = web.StreamResponse(status=upstream_lean.status, headers=out_headers)
                     await response.prepare(request)
+                if response.headers.get("Transfer-Encoding") == "chunked":
+                    upstream_lean.set_sink(_direct_sink(request, tap))
                 while chunk := await upstream_lean.read_chunk():
                     if tap is not None:
                         tap(chunk)
@@ -129,6 +161,7 @@ async def relay(
                 clean = True
                 return response, None
             finally:
+                upstream_lean.set_sink(None)
                 if clean:
                     upstream_lean.release()
                 else:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import functools
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 from multidict import CIMultiDict
@@ -54,6 +54,10 @@ class _Conn(asyncio.Protocol):
         self.keep_alive = True
         self.got_bytes = False
         self.content_length: int | None = None
+        self.sink: Callable[[bytes], bool] | None = None
+        """Optional fast path: called with body data as it arrives (only while nothing is queued);
+        returns False to refuse (the data is then queued for ``read_chunk`` as usual)."""
+        self._head_waiting = False
 
     # ------------------------------------------------------------------ protocol callbacks
 
@@ -86,7 +90,13 @@ class _Conn(asyncio.Protocol):
             self.closed = True
             if self.transport is not None:
                 self.transport.close()
-        self._wake()
+        if (
+            self._body
+            or self._state == "done"
+            or self._error is not None
+            or (self._head_waiting and self._state != "head")
+        ):
+            self._wake()
 
     def pause_writing(self) -> None:  # pragma: no cover - request bodies are small
         pass
@@ -178,6 +188,9 @@ class _Conn(asyncio.Protocol):
     _head_request = False
 
     def _push(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is not None and not self._body and sink(data):
+            return  # delivered straight from this callback: no task wake-up for this piece
         self._body.append(data)
         self._buffered += len(data)
         if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
@@ -200,6 +213,7 @@ class _Conn(asyncio.Protocol):
 
     def start(self, request: bytes, head_request: bool) -> None:
         self._state = "head"
+        self.sink = None
         self._buf = b""
         self._head_request = head_request
         self._chunk_size = -1
@@ -213,10 +227,14 @@ class _Conn(asyncio.Protocol):
         self.transport.write(request)
 
     async def read_head(self) -> None:
-        while self._state == "head":
-            if self._error is not None:
-                raise self._error
-            await self._wait()
+        self._head_waiting = True
+        try:
+            while self._state == "head":
+                if self._error is not None:
+                    raise self._error
+                await self._wait()
+        finally:
+            self._head_waiting = False
         if self._error is not None and not self.status:
             raise self._error
 
@@ -254,6 +272,10 @@ class UpstreamResponse:
 
     async def read_chunk(self) -> bytes:
         return await self._conn.read_chunk()
+
+    def set_sink(self, sink: Callable[[bytes], bool] | None) -> None:
+        """Deliver body data straight from the socket callback while ``sink`` accepts it."""
+        self._conn.sink = sink
 
     async def read(self) -> bytes:
         parts = []
