@@ -205,14 +205,28 @@ async def test_slow_client_on_a_stream_gets_everything_while_others_are_served()
         async with http.post(base + CHAT, json=body) as r:
             assert r.headers["X-Accel-Buffering"] == "no"
             events = 0
+            words: list[str] = []
             async for line in r.content:
                 if line.startswith(b"data: {"):
                     events += 1
+                    choice = json.loads(line[len(b"data: ") :])["choices"][0]
+                    words.append(choice["delta"].get("content", ""))
                 if events % 500 == 0:
                     await asyncio.sleep(0.2)  # a slow reader: TCP back-pressure
                     status, _ = await _post(http, base + CHAT, {"model": "fast", "max_tokens": 1})
                     assert status == 200
         assert events == 3001  # 3000 tokens + the final usage chunk
+        cycle = [
+            "lorem ",
+            "ipsum ",
+            "dolor ",
+            "sit ",
+            "amet ",
+            "consectetur ",
+            "adipiscing ",
+            "elit ",
+        ]
+        assert words[:-1] == [cycle[i % 8] for i in range(3000)]  # complete and in order
         assert daemon.runtime.host.in_flight() == 0
 
 
