@@ -8,9 +8,12 @@ Modules, one job each:
 - ``logs``: ring-buffer log monitors (proxy, upstream, per model) with live subscribers.
 - ``errors``: llama-swap's error envelope and the ErrorKind -> HTTP status mapping.
 - ``metrics``: Prometheus metrics fed from core observations and the request path.
+- ``extract``: which model a request is for (JSON, multipart, query) and the body filters.
 - ``forward``: relaying a request to an upstream and its response back, chunk by chunk.
+- ``upstream_client``: the lean keep-alive HTTP/1.1 client used for plain-http upstreams.
 - ``loading``: the ``sendLoadingState`` SSE stream shown while a model loads.
 - ``app``: the aiohttp routes. ``runtime``: one config's router+host+processes.
 - ``server``: the running daemon: listen, reload, drain and shut down. ``cli``: ``llamaswap serve``.
 - ``fake_upstream``: ``llamaswap fake-upstream``, a llama-server look-alike for tests and demos.
+- ``testing``: start real daemons with real fake upstreams on free ports (tests, benchmarks).
 """
