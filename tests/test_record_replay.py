@@ -141,6 +141,7 @@ def test_a_recorded_log_replays_to_the_same_run(tmp_path: Path) -> None:
     assert verdict["loads"]["identical"]
     for key in ("p50", "p90", "p99"):
         assert abs(verdict["latency"][key]["rel_error"]) < 1e-3
+        assert abs(verdict["ttft"][key]["rel_error"]) < 1e-3
 
 
 def test_replay_under_another_scheduler_changes_the_run(tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ class RunFacts:
     wait: dict[str, float]
     latencies: dict[str, float]
     completed: int
+    ttft: dict[str, float] | None = None
+    """Time to first byte percentiles (None when the log has no first_byte records)."""
 
 
 def facts(records: Iterable[Mapping[str, Any]]) -> RunFacts:
@@ -36,6 +38,7 @@ def facts(records: Iterable[Mapping[str, Any]]) -> RunFacts:
     loads = [str(r["model"]) for r in records if r["ev"] == "process" and r.get("to") == "starting"]
     latencies = {r.id: r.done - r.arrival for r in requests if r.ok and r.done is not None}
     waits = [r.grant - r.arrival for r in requests if r.ok and r.grant is not None]
+    firsts = [r.first_byte - r.arrival for r in requests if r.ok and r.first_byte is not None]
     return RunFacts(
         order,
         loads,
@@ -43,6 +46,7 @@ def facts(records: Iterable[Mapping[str, Any]]) -> RunFacts:
         _percentiles(waits),
         latencies,
         len(latencies),
+        _percentiles(firsts) if firsts else None,
     )
 
 
@@ -108,6 +112,15 @@ def compare(real: Iterable[Mapping[str, Any]], sim: Iterable[Mapping[str, Any]])
             for key in r.wait
         },
     }
+    if r.ttft is not None and s.ttft is not None:
+        result["ttft"] = {
+            key: {
+                "real": r.ttft[key],
+                "sim": s.ttft[key],
+                "rel_error": relative_error(s.ttft[key], r.ttft[key]),
+            }
+            for key in r.ttft
+        }
     paired = sorted(set(r.latencies) & set(s.latencies))
     result["per_request"] = {"paired": len(paired)}
     if paired:
