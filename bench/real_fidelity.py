@@ -309,6 +309,28 @@ def upstream_serial_view(records: Sequence[dict[str, Any]]) -> list[dict[str, An
     return out
 
 
+class ReplayedDurations:
+    """A load-time "distribution" that replays the recorded durations in order (then repeats).
+
+    Duck-types :class:`llamaswap.timing.Distribution` (``sample``/``mean``) for the measured replay
+    only: the n-th load of a model in the simulation takes as long as its n-th real load did.
+    """
+
+    kind = "replayed"
+
+    def __init__(self, samples: tuple[float, ...]) -> None:
+        self.samples = samples
+        self._next = 0
+
+    def sample(self, rng: Any) -> float:
+        value = self.samples[self._next % len(self.samples)]
+        self._next += 1
+        return value
+
+    def mean(self) -> float:
+        return sum(self.samples) / len(self.samples)
+
+
 def simulate_log(
     real_log: Path, scheduler: str, out: Path, seed: int, *, measured: bool = False
 ) -> tuple[Path, dict[str, Any]]:
@@ -316,8 +338,8 @@ def simulate_log(
     ``sim-measured.jsonl``).
 
     ``measured``: each request keeps the service time it really had (from the upstream-serial view)
-    instead of the fitted formula, which separates the scheduling and daemon fidelity from the
-    timing model's error.
+    instead of the fitted formula, and each model's loads take the durations they really took, in
+    order. That leaves only the scheduling and the daemon's own timing to compare.
     """
     from llamaswap.fidelity.simlog import simulate_recorded
     from llamaswap.record.calibrate import TRACE_COLUMNS
@@ -346,6 +368,16 @@ def simulate_log(
         model: TimingProfile.parse(profile, f"calibrated {model}")
         for model, profile in calibration.timing().items()
     }
+    if measured:
+        profiles = {
+            model: dataclasses.replace(
+                profile,
+                load_time=ReplayedDurations(tuple(calibration.fits[model].load_samples)),  # type: ignore[arg-type]
+            )
+            if calibration.fits[model].load_samples
+            else profile
+            for model, profile in profiles.items()
+        }
     spec = spec_from_meta(calibration.meta, str(real_log))
     sim_log = out / f"sim{suffix}.jsonl"
     simulate_recorded(spec, scheduler, trace, profiles, seed, sim_log)
