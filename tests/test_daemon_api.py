@@ -393,3 +393,23 @@ async def test_the_example_config_serves_the_openai_sdk(tmp_path: Path) -> None:
         vectors = await client.embeddings.create(model="text-embedding-3-small", input="x")
         assert len(vectors.data[0].embedding) == 8
         await client.close()
+
+
+async def test_http10_client_gets_a_close_delimited_stream() -> None:
+    """No chunked encoding for HTTP/1.0: the relay must not frame chunks for it."""
+    config = make_config({"alpha": {"cmd": fake_cmd()}})
+    async with running_daemon(config) as daemon:
+        reader, writer = await asyncio.open_connection("127.0.0.1", daemon.port)
+        body = json.dumps({"model": "alpha", "max_tokens": 5, "stream": True}).encode()
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.0\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        raw = await asyncio.wait_for(reader.read(), 10)  # until the daemon closes
+        writer.close()
+        head, _, payload = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200")
+        assert b"chunked" not in head.lower()
+        events = [e for e in payload.split(b"\n\n") if e.startswith(b"data: ")]
+        assert len(events) == 7 and events[-1] == b"data: [DONE]"
