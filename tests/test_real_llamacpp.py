@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 import yaml
 
@@ -45,8 +46,6 @@ pytestmark = [
         ),
     ),
 ]
-
-openai = pytest.importorskip("openai")
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "config-llamacpp.yaml"
