@@ -1,10 +1,14 @@
 """Proxy overhead: llamaswap vs the upstream called directly vs nginx, in the same run.
 
-    .venv/bin/python bench/proxy_overhead.py [--seconds 5] [--sse-streams 600]
+    .venv/bin/python bench/proxy_overhead.py [--upstream nginx|fake] [--seconds 5] [--sse-streams 600]
 
 Setup (all on 127.0.0.1, one worker/process each, so every proxy gets one core):
-- JSON upstream: an nginx server block answering a fixed ~300-byte chat completion (it costs almost
-  nothing, so what is measured is the proxy);
+- JSON upstream, chosen with ``--upstream``:
+  ``nginx`` (default): an nginx server block answering a fixed ~300-byte chat completion (it costs
+  almost nothing, so what is measured is the proxy's own ceiling);
+  ``fake``: ``llamaswap fake-upstream`` with instant timing (no load time, 1e9 tokens/s), a
+  llama-server-like Python upstream; the same one sits behind direct, nginx and llamaswap, so the
+  proxies are compared the way a deployment sees them (the upstream is the bottleneck);
 - SSE upstream: ``bench/proxy_sse_upstream.py``, paced events (``--sse-rate`` per second per stream);
 - nginx reverse proxy (1 worker, upstream keepalive, ``proxy_buffering off``) to both;
 - ``llamaswap serve`` (fifo scheduler) with two models whose ``cmd`` is ``sleep`` and whose ``proxy``
@@ -159,6 +163,13 @@ def main() -> int:
     parser.add_argument("--sse-rate", type=float, default=50.0)
     parser.add_argument("--only", choices=("json", "sse"), help="run one half only")
     parser.add_argument(
+        "--upstream",
+        choices=("nginx", "fake"),
+        default="nginx",
+        help="JSON upstream: nginx `return 200` (the proxy's ceiling) or `llamaswap fake-upstream` "
+        "with instant timing (a llama-server-like Python upstream)",
+    )
+    parser.add_argument(
         "--priority",
         type=int,
         default=0,
@@ -207,8 +218,36 @@ models:
     concurrencyLimit: 100000
 """
             )
-            for conf in (upstream_conf, proxy_conf):
-                procs.append(subprocess.Popen([nginx_bin(), "-c", str(conf), "-p", str(tmp)]))
+            if args.upstream == "nginx":
+                procs.append(
+                    subprocess.Popen([nginx_bin(), "-c", str(upstream_conf), "-p", str(tmp)])
+                )
+            else:
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "llamaswap",
+                            "fake-upstream",
+                            "--port",
+                            str(json_port),
+                            "--model",
+                            "bench",
+                            "--load-time",
+                            "0",
+                            "--prefill-tps",
+                            "1e9",
+                            "--decode-tps",
+                            "1e9",
+                            "--parallel",
+                            "100000",
+                            "--quiet",
+                        ],
+                        stdout=subprocess.DEVNULL,
+                    )
+                )
+            procs.append(subprocess.Popen([nginx_bin(), "-c", str(proxy_conf), "-p", str(tmp)]))
             procs.append(
                 subprocess.Popen(
                     [
@@ -264,12 +303,13 @@ models:
                 "llamaswap": f"http://127.0.0.1:{daemon_port}/v1/chat/completions",
             }
             cpu_pid = {
-                "direct": nginx_worker(procs[0].pid),
+                "direct": nginx_worker(procs[0].pid) if args.upstream == "nginx" else procs[0].pid,
                 "nginx": nginx_worker(procs[1].pid),
                 "llamaswap": procs[3].pid,
             }
             print(
-                f"JSON, {args.seconds:g}s per point (wrk -t1); CPU = the proxy's own CPU per request"
+                f"JSON from the {args.upstream} upstream, {args.seconds:g}s per point (wrk -t1); "
+                "CPU = the proxy's own CPU per request (for direct: the upstream's)"
             )
             print(
                 f"{'target':<10} {'p50 c1':>9} {'added':>8} {'req/s c1':>9} {'req/s c16':>10} "
