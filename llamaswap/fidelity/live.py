@@ -59,7 +59,7 @@ def fake_upstream_cmd(profile: TimingProfile, where: str) -> str:
             f"{where}: fault knobs are not reproduced by the live run; set them to 0"
         )
     return (
-        f"{sys.executable} -m llamaswap.fidelity.upstream --quiet --port ${{PORT}} "
+        f"{sys.executable} -m llamaswap fake-upstream --quiet --port ${{PORT}} "
         f"--model ${{MODEL_ID}} --load-time {profile.load_time.value:g} "
         f"--prefill-tps {profile.prefill_tps:g} --decode-tps {profile.decode_tps:g} "
         f"--ttft-overhead {profile.ttft_overhead:g} --parallel {profile.parallel} "
