@@ -36,6 +36,7 @@ from llamaswap.daemon.testing import free_port_block, pid_alive
 from llamaswap.realmodel import gguf_path, llama_cpp_available
 
 pytestmark = [
+    pytest.mark.real,
     pytest.mark.daemon,
     pytest.mark.slow,
     pytest.mark.skipif(
