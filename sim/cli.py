@@ -16,6 +16,8 @@ from rich.table import Table
 
 from sim.report import table_rows
 
+SLOTS_HELP = "upstream slots per model, as K (every model) or MODEL=K (repeatable): reconstructs when service really started behind a busy upstream (e.g. fifo granting many requests to a one-slot llama.cpp) and sets the replay's parallel slots; default: the most requests the log shows a model serving at once, with no reconstruction"
+
 
 def register(subparsers: Any) -> None:
     sim = subparsers.add_parser(
@@ -36,6 +38,12 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="replay a recorded event log (llamaswap serve --record) with its calibrated timing "
         "and recorded routing config, next to what actually happened",
+    )
+    sim.add_argument(
+        "--slots",
+        action="append",
+        metavar="[MODEL=]K",
+        help=SLOTS_HELP,
     )
     sim.add_argument(
         "--record-dir",
@@ -125,6 +133,7 @@ def register(subparsers: Any) -> None:
     from_log.add_argument(
         "--out-profile", type=Path, help="timing YAML (default: FILE.timing.yaml)"
     )
+    from_log.add_argument("--slots", action="append", metavar="[MODEL=]K", help=SLOTS_HELP)
     from_log.set_defaults(func=cmd_trace_from_log)
     trace.set_defaults(func=lambda args: (trace.print_help(), 2)[1])
 

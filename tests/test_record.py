@@ -209,3 +209,30 @@ def test_compare_finds_first_divergence_and_latency_error() -> None:
     assert verdict["grant_order"]["first_divergence"]["index"] == 1
     assert verdict["loads"]["count"] == {"real": 2, "sim": 1}
     assert verdict["latency"]["p50"]["rel_error"] > 0
+
+
+def test_calibration_reconstructs_service_start_behind_upstream_slots() -> None:
+    """fifo grants three requests at once to a one-slot upstream: each really took 1 s, not 1/2/3 s."""
+    records: list[dict[str, object]] = [{"ev": "meta", "t": 0}]
+    for i in range(3):
+        records.append(
+            {
+                "ev": "arrival",
+                "t": 0.0,
+                "id": f"r{i}",
+                "model": "m",
+                "prompt_tokens": 10 * (i + 1),
+                "output_tokens": 10,
+            }
+        )
+        records.append({"ev": "grant", "t": 0.0, "id": f"r{i}", "model": "m"})
+        records.append({"ev": "done", "t": float(i + 1), "id": f"r{i}", "status": 200})
+    naive = calibrate(records)
+    sloted = calibrate(records, slots={"m": 1})
+    from llamaswap.record.calibrate import service_rows
+
+    assert [row[2] for row in service_rows(sloted.requests, {"m": 1})["m"]] == [1.0, 1.0, 1.0]
+    assert [row[2] for row in service_rows(naive.requests)["m"]] == [1.0, 2.0, 3.0]
+    assert sloted.fits["m"].mape < 1e-6
+    two_slots = service_rows(sloted.requests, {"m": 2})["m"]
+    assert [row[2] for row in two_slots] == [1.0, 2.0, 2.0]  # r2 starts when r0 frees a slot at t=1

@@ -247,3 +247,16 @@ def test_arrivals_on_the_same_clock_tick_keep_the_logged_order() -> None:
         {"ev": "arrival", "t": 0.5, "id": "z", "model": "m"},
     ]
     assert [r["id"] for r in calibrate(records).trace_rows()] == ["z", "9", "10"]
+
+
+def test_parse_slots_reads_k_and_model_k_and_rejects_nonsense() -> None:
+    from llamaswap.fidelity.replay import parse_slots
+
+    assert parse_slots(["2", "b=1"], ["a", "b"]) == {"a": 2, "b": 1}
+    assert parse_slots(None, ["a"]) == {}
+    with pytest.raises(ValueError, match="no model 'c'"):
+        parse_slots(["c=1"], ["a"])
+    with pytest.raises(ValueError, match="K must be >= 1"):
+        parse_slots(["0"], ["a"])
+    with pytest.raises(ValueError, match="expected K or MODEL=K"):
+        parse_slots(["a=x"], ["a"])

@@ -64,16 +64,42 @@ def log_trace(calibration: Calibration) -> Trace:
     )
 
 
+def parse_slots(values: Sequence[str] | None, models: Sequence[str]) -> dict[str, int]:
+    """``--slots`` values (``K`` for every model, ``MODEL=K`` for one) -> {model: K}."""
+    slots: dict[str, int] = {}
+    for value in values or []:
+        name, _, count = value.rpartition("=")
+        try:
+            k = int(count)
+        except ValueError:
+            raise ValueError(
+                f"--slots {value!r}: expected K or MODEL=K with an integer K"
+            ) from None
+        if k < 1:
+            raise ValueError(f"--slots {value!r}: K must be >= 1")
+        if not name:
+            slots.update(dict.fromkeys(models, k))
+        elif name not in models:
+            raise ValueError(
+                f"--slots {value!r}: the log has no model {name!r} (models: {', '.join(models)})"
+            )
+        else:
+            slots[name] = k
+    return slots
+
+
 def replay_inputs(
-    path: str | Path,
+    path: str | Path, slot_args: Sequence[str] | None = None
 ) -> tuple[RoutingSpec, Trace, dict[str, TimingProfile], Calibration, list[dict[str, Any]]]:
     records = read_log(path)
-    calibration = calibrate(records)
+    requests, _, _, _ = collect_requests(records)
+    slots = parse_slots(slot_args, sorted({r.model for r in requests}))
+    calibration = calibrate(records, slots)
     if not calibration.requests:
         raise ValueError(f"{path}: the log has no request arrivals to replay")
     spec = spec_from_meta(calibration.meta, str(path))
     trace = log_trace(calibration)
-    profiles = calibrated_profiles(calibration, observed_parallel(records))
+    profiles = calibrated_profiles(calibration, {**observed_parallel(records), **slots})
     return spec, trace, profiles, calibration, records
 
 
@@ -130,8 +156,10 @@ def cmd_trace_from_log(args: Any) -> int:
 
     try:
         records = read_log(args.file)
-        calibration = calibrate(records)
-        parallel = observed_parallel(records)
+        requests, _, _, _ = collect_requests(records)
+        slots = parse_slots(getattr(args, "slots", None), sorted({r.model for r in requests}))
+        calibration = calibrate(records, slots)
+        parallel = {**observed_parallel(records), **slots}
     except (OSError, ValueError, MetaError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -166,7 +194,9 @@ def cmd_sim_from_log(args: Any) -> int:
     from llamaswap.record.meta import MetaError
 
     try:
-        spec, trace, profiles, calibration, records = replay_inputs(args.from_log)
+        spec, trace, profiles, calibration, records = replay_inputs(
+            args.from_log, getattr(args, "slots", None)
+        )
     except (OSError, ValueError, MetaError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -195,13 +195,47 @@ def fit_service(rows: list[tuple[float, float, float]]) -> tuple[float, float, f
     return float(coef[0]), float(coef[1]), float(coef[2]), mape
 
 
-def calibrate(records: Iterable[Mapping[str, Any]]) -> Calibration:
-    requests, meta, loads, unloads = collect_requests(records)
-    samples: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+def service_rows(
+    requests: Iterable[RequestRecord], slots: Mapping[str, int] | None = None
+) -> dict[str, list[tuple[float, float, float]]]:
+    """(prompt, output, service seconds) per model for every completed request with token counts.
+
+    A grant is not the start of service when the upstream has fewer slots than the scheduler has
+    requests in flight (fifo grants every request for the resident model at once; llama.cpp with
+    one slot runs them one by one). For a model with ``slots[model] = k`` the service start is
+    reconstructed as a k-server queue over the observed completions: a request starts at its grant
+    or when the earliest of the k requests before it finished, whichever is later.
+    """
+    slots = slots or {}
+    by_model: dict[str, list[RequestRecord]] = defaultdict(list)
     for r in requests:
         if r.ok and r.prompt_tokens is not None and r.output_tokens is not None:
-            assert r.done is not None and r.grant is not None
-            samples[r.model].append((r.prompt_tokens, r.output_tokens, r.done - r.grant))
+            by_model[r.model].append(r)
+    rows: dict[str, list[tuple[float, float, float]]] = {}
+    for model, served in by_model.items():
+        served.sort(key=lambda r: (r.grant or 0.0, r.done or 0.0))
+        k = slots.get(model, 0)
+        busy: list[float] = []  # completion times of the requests holding a slot
+        out = []
+        for r in served:
+            assert r.grant is not None and r.done is not None and r.prompt_tokens is not None
+            start = r.grant
+            if k > 0:
+                busy = sorted(t for t in busy if t > r.grant)
+                if len(busy) >= k:
+                    start = max(r.grant, busy[len(busy) - k])
+                busy.append(r.done)
+            out.append((float(r.prompt_tokens), float(r.output_tokens or 0), r.done - start))
+        rows[model] = out
+    return rows
+
+
+def calibrate(
+    records: Iterable[Mapping[str, Any]], slots: Mapping[str, int] | None = None
+) -> Calibration:
+    """Fit every model's timing; ``slots`` gives upstream slot counts where they are known."""
+    requests, meta, loads, unloads = collect_requests(records)
+    samples = service_rows(requests, slots)
     fits = {}
     for model in sorted({r.model for r in requests} | set(loads)):
         rows = samples.get(model, [])
