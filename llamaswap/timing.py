@@ -110,6 +110,17 @@ class TimingProfile:
     load_failure_prob: float = 0.0
     crash_rate: float = 0.0
     """Crashes per second of serving (exponential), for fault injection in the simulator."""
+    service_noise: Distribution = field(default_factory=lambda: Distribution("constant", 1.0))
+    """A multiplicative factor drawn per request: real servers are not exactly linear in tokens.
+    Calibration from a recorded log fills it with the observed actual/fitted ratios, so simulated
+    tails (p99) look like the real ones instead of like the fitted mean."""
+
+    def noise_factor(self, rng: random.Random) -> float:
+        """One draw of ``service_noise`` (exactly 1.0, without touching ``rng``, when there is none)."""
+        noise = self.service_noise
+        if noise.kind == "constant":
+            return noise.value
+        return noise.sample(rng)
 
     def time_to_first_token(self, prompt_tokens: int | None) -> float:
         prompt = self.default_prompt_tokens if prompt_tokens is None else prompt_tokens
@@ -127,6 +138,7 @@ class TimingProfile:
         raw = dict(raw or {})
         known = {
             "load_time",
+            "service_noise",
             "unload_time",
             "parallel",
             "ttft_overhead",
@@ -143,6 +155,11 @@ class TimingProfile:
         kwargs: dict[str, Any] = {}
         if "load_time" in raw:
             kwargs["load_time"] = Distribution.parse(raw["load_time"], f"{where}.load_time")
+        if "service_noise" in raw:
+            noise = Distribution.parse(raw["service_noise"], f"{where}.service_noise")
+            if noise.mean() <= 0:
+                raise TimingError(f"{where}.service_noise: the factor's mean must be > 0")
+            kwargs["service_noise"] = noise
         for key in ("unload_time", "ttft_overhead", "crash_rate"):
             if key in raw:
                 kwargs[key] = _number(raw[key], f"{where}.{key}")

@@ -151,6 +151,7 @@ class SimHost:
         )
         self._rng_load = {m: random.Random(f"{seed}:load:{m}") for m in models}
         self._rng_crash = {m: random.Random(f"{seed}:crash:{m}") for m in models}
+        self._rng_noise = {m: random.Random(f"{seed}:noise:{m}") for m in models}
         self._alive: dict[str, int] = {}
         self._terminating: set[tuple[str, int]] = set()
         self._free = {m: profiles[m].parallel for m in models}
@@ -276,7 +277,7 @@ class SimHost:
             output = self._output[i]
             service = profile.service_time(
                 None if prompt < 0 else prompt, None if output < 0 else output
-            )
+            ) * profile.noise_factor(self._rng_noise[model])
         generation = self._alive.get(model, 0)
         self._serving[model][request] = generation
         if profile.crash_rate > 0:

@@ -236,3 +236,43 @@ def test_calibration_reconstructs_service_start_behind_upstream_slots() -> None:
     assert sloted.fits["m"].mape < 1e-6
     two_slots = service_rows(sloted.requests, {"m": 2})["m"]
     assert [row[2] for row in two_slots] == [1.0, 2.0, 2.0]  # r2 starts when r0 frees a slot at t=1
+
+
+def test_calibrated_profile_carries_the_service_noise_the_formula_cannot_explain() -> None:
+    from llamaswap.timing import TimingProfile
+
+    rng = random.Random(3)
+    records: list[dict[str, object]] = [{"ev": "meta", "t": 0}]
+    t = 0.0
+    for i in range(200):
+        p, o = rng.randint(10, 500), rng.randint(5, 50)
+        service = (0.05 + p / 2000 + o / 40) * (3.0 if i % 20 == 0 else 1.0)  # 5% slow outliers
+        records += [
+            {
+                "ev": "arrival",
+                "t": t,
+                "id": str(i),
+                "model": "m",
+                "prompt_tokens": p,
+                "output_tokens": o,
+            },
+            {"ev": "grant", "t": t, "id": str(i), "model": "m"},
+            {"ev": "done", "t": t + service, "id": str(i), "status": 200},
+        ]
+        t += service + 1
+    fit = calibrate(records).fits["m"]
+    profile = TimingProfile.parse(fit.profile(), "calibrated")
+    assert profile.service_noise.kind == "empirical"
+    assert max(profile.service_noise.samples) > 2.0  # the outliers survive calibration
+    draws = sorted(profile.noise_factor(random.Random(i)) for i in range(400))
+    assert draws[int(0.99 * len(draws))] > 2.0 and draws[len(draws) // 2] < 1.2
+
+
+def test_profile_without_noise_draws_exactly_one_and_leaves_the_rng_alone() -> None:
+    from llamaswap.timing import TimingError, TimingProfile
+
+    rng = random.Random(1)
+    state = rng.getstate()
+    assert TimingProfile().noise_factor(rng) == 1.0 and rng.getstate() == state
+    with pytest.raises(TimingError, match=r"timing\.service_noise: the factor's mean must be > 0"):
+        TimingProfile.parse({"service_noise": [0, 0]})

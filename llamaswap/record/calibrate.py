@@ -60,6 +60,8 @@ class ModelFit:
     """Mean absolute percentage error of the fitted service time over the samples."""
     load_samples: list[float] = field(default_factory=list)
     unload_samples: list[float] = field(default_factory=list)
+    noise_samples: list[float] = field(default_factory=list)
+    """actual / fitted service time per request: the spread the linear formula cannot explain."""
 
     def profile(self, parallel: int = 1) -> dict[str, Any]:
         profile: dict[str, Any] = {
@@ -75,6 +77,11 @@ class ModelFit:
             }
         if self.unload_samples:
             profile["unload_time"] = round(float(np.median(self.unload_samples)), 6)
+        if self.noise_samples and max(abs(x - 1.0) for x in self.noise_samples) > 0.005:
+            profile["service_noise"] = {
+                "kind": "empirical",
+                "samples": [round(x, 4) for x in self.noise_samples],
+            }
         return profile
 
 
@@ -252,5 +259,18 @@ def calibrate(
             mape,
             loads.get(model, []),
             unloads.get(model, []),
+            noise_ratios(rows, overhead, per_prompt, per_output),
         )
     return Calibration(requests, fits, meta)
+
+
+def noise_ratios(
+    rows: list[tuple[float, float, float]], overhead: float, per_prompt: float, per_output: float
+) -> list[float]:
+    """actual / fitted for each request whose fitted time is positive (empty without a fit)."""
+    ratios = []
+    for prompt, output, service in rows:
+        fitted = overhead + prompt * per_prompt + output * per_output
+        if fitted > 0 and service >= 0:
+            ratios.append(service / fitted)
+    return ratios
