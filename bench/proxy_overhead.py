@@ -23,6 +23,7 @@ The machine is shared: run it on an idle box for figures worth quoting.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shutil
@@ -33,6 +34,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -99,6 +101,11 @@ def lua(tmp: Path, model: str) -> Path:
         'wrk.method = "POST"\n'
         f'wrk.body = \'{{"model":"{model}","messages":[{{"role":"user","content":"hello"}}],"max_tokens":5}}\'\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
+        # wrk's own summary prints 3 digits (1.03s): too coarse for a few ms on a 1 s stream
+        "function done(summary, latency, requests)\n"
+        '  io.write(string.format("EXACT p50=%d p99=%d mean=%.1f\\n",\n'
+        "    latency:percentile(50), latency:percentile(99), latency.mean))\n"
+        "end\n"
     )
     return script
 
@@ -106,8 +113,20 @@ def lua(tmp: Path, model: str) -> Path:
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
-def wrk(url: str, script: Path, connections: int, seconds: float) -> tuple[float, float, int]:
-    """(requests/s, p50 seconds, non-2xx count)."""
+class WrkResult(NamedTuple):
+    rps: float
+    p50: float
+    p99: float
+    mean: float
+    bad: int
+
+
+def _seconds(value: str, unit: str) -> float:
+    return float(value) * _UNITS[unit]
+
+
+def wrk_full(url: str, script: Path, connections: int, seconds: float) -> WrkResult:
+    """Requests/s, p50, p99 and mean latency (seconds), non-2xx count."""
     out = subprocess.run(
         [
             "wrk",
@@ -127,12 +146,27 @@ def wrk(url: str, script: Path, connections: int, seconds: float) -> tuple[float
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50m = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
-    p50 = float(p50m.group(1)) * _UNITS[p50m.group(2)] if p50m else float("nan")
+    p99m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    meanm = re.search(r"Latency\s+([\d.]+)(us|ms|s)", out)
+    nan = float("nan")
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
     if errors:
         print(f"    ({errors.group(0)})")
-    return rps, p50, int(bad.group(1)) if bad else 0
+    exact = re.search(r"EXACT p50=(\d+) p99=(\d+) mean=([\d.]+)", out)
+    if exact:  # microseconds, from the script's done() callback
+        p50, p99, mean = (float(v) * 1e-6 for v in exact.groups())
+    else:
+        p50 = _seconds(*p50m.groups()) if p50m else nan
+        p99 = _seconds(*p99m.groups()) if p99m else nan
+        mean = _seconds(*meanm.groups()) if meanm else nan
+    return WrkResult(rps, p50, p99, mean, int(bad.group(1)) if bad else 0)
+
+
+def wrk(url: str, script: Path, connections: int, seconds: float) -> tuple[float, float, int]:
+    """(requests/s, p50 seconds, non-2xx count)."""
+    result = wrk_full(url, script, connections, seconds)
+    return result.rps, result.p50, result.bad
 
 
 def cpu_seconds(pid: int) -> float:
@@ -316,7 +350,7 @@ models:
                 f"{'req/s c64':>10} {'CPU/req c16':>12} {'CPU/req c64':>12}"
             )
             results: dict[str, tuple[float, float, float, float]] = {}
-            for name, url in targets.items():
+            for name, url in targets.items() if args.only != "sse" else ():
                 rps1, p50, bad1 = wrk(url, json_script, 1, args.seconds)
                 cpu_before = cpu_seconds(cpu_pid[name])
                 rps16, _, bad16 = wrk(url, json_script, 16, args.seconds)
@@ -353,19 +387,34 @@ models:
                 "llamaswap": f"http://127.0.0.1:{daemon_port}/v1/chat/completions",
             }
             print(
-                f"{'target':<10} {'events/s':>10} {'p50 stream':>11} {'added':>8} {'CPU/event':>10}"
+                "events/s done = completed streams x events / run time (a stream still open when\n"
+                "  the run ends does not count, so a few ms per stream can cost a whole stream per\n"
+                "  connection); events/s open = streams x events / mean stream duration (Little's\n"
+                "  law: the rate events flow while the streams are open); added = vs direct"
             )
-            direct_p50 = 0.0
+            print(
+                f"{'target':<10} {'ev/s done':>10} {'ev/s open':>10} {'p50 stream':>11} "
+                f"{'added p50':>10} {'added mean':>11} {'added p99':>10} {'CPU/event':>10}"
+            )
+            direct: WrkResult | None = None
             cpu_pid["direct"] = procs[2].pid
             for name, url in sse_targets.items():
+                # Warm-up (not measured): opening `streams` connections at once (and, for the
+                # proxies, as many upstream connections) is a one-off cost, not relay speed.
+                wrk_full(url, sse_script, streams, math.ceil(duration * 1.5))
                 cpu_before = cpu_seconds(cpu_pid[name])
-                rps, p50, bad = wrk(url, sse_script, streams, seconds)
-                cpu_per_event = (cpu_seconds(cpu_pid[name]) - cpu_before) / (rps * events * seconds)
-                direct_p50 = p50 if name == "direct" else direct_p50
-                note = f"  ({bad} non-2xx)" if bad else ""
+                result = wrk_full(url, sse_script, streams, seconds)
+                cpu_per_event = (cpu_seconds(cpu_pid[name]) - cpu_before) / (
+                    result.rps * events * seconds
+                )
+                direct = result if name == "direct" else direct
+                assert direct is not None
+                note = f"  ({result.bad} non-2xx)" if result.bad else ""
                 print(
-                    f"{name:<10} {rps * events:10,.0f} {p50:10.3f}s {(p50 - direct_p50) * 1e3:6.1f}ms "
-                    f"{cpu_per_event * 1e6:8.1f}us{note}"
+                    f"{name:<10} {result.rps * events:10,.0f} {streams * events / result.mean:10,.0f} "
+                    f"{result.p50:10.3f}s {(result.p50 - direct.p50) * 1e3:8.1f}ms "
+                    f"{(result.mean - direct.mean) * 1e3:9.1f}ms "
+                    f"{(result.p99 - direct.p99) * 1e3:8.1f}ms {cpu_per_event * 1e6:8.1f}us{note}"
                 )
         finally:
             for proc in reversed(procs):
