@@ -10,6 +10,7 @@ sends ``RequestCancelled`` so no load is triggered for nobody.
 from __future__ import annotations
 
 import base64
+import gc
 import hmac
 import itertools
 import json
@@ -459,9 +460,30 @@ class Api:
         return response
 
 
+GC_THRESHOLDS = (7000, 20, 100)
+"""CPython's defaults are (700, 10, 10); see :func:`quiet_gc`."""
+
+
+async def quiet_gc(app: web.Application) -> None:
+    """Keep the cyclic GC from pausing open streams (an ``on_startup`` hook).
+
+    Measured at 600 open SSE streams: each keeps a few hundred objects alive, and with the default
+    thresholds CPython rescans all ~150k of them every 2-3 s (55-75 ms pauses that collect nothing),
+    which stretched the streams open at the time by tens of ms on average. Everything allocated
+    by startup (modules, config, the app) is frozen so no collection rescans it, and the young
+    generation is collected 10x less often, so a full collection comes every few million
+    allocations instead of every ~70k. Cycles are still collected; only the timing changes.
+    Done once per process (a test process starts many daemons).
+    """
+    if gc.get_threshold() != GC_THRESHOLDS:
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
+
+
 def build_app(daemon: Daemon, client_max_size: int) -> web.Application:
     api = Api(daemon)
     app = web.Application(client_max_size=client_max_size, middlewares=[api.middleware])
+    app.on_startup.append(quiet_gc)
     add = app.router.add_route
     for path in JSON_ROUTES + MULTIPART_ROUTES:
         add("POST", path, api.model_handler())
