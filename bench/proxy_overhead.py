@@ -195,6 +195,13 @@ def main() -> int:
     parser.add_argument("--sse-streams", type=int, default=600)
     parser.add_argument("--sse-events", type=int, default=50)
     parser.add_argument("--sse-rate", type=float, default=50.0)
+    parser.add_argument(
+        "--sse-seconds",
+        type=float,
+        default=None,
+        help="SSE run length (default: 10 stream durations); longer runs dilute the one-off "
+        "cost of opening every connection at once",
+    )
     parser.add_argument("--only", choices=("json", "sse"), help="run one half only")
     parser.add_argument(
         "--upstream",
@@ -376,7 +383,7 @@ models:
                 return 0
             streams, events = args.sse_streams, args.sse_events
             duration = events / args.sse_rate
-            seconds = max(args.seconds, 10 * duration)
+            seconds = args.sse_seconds or max(args.seconds, 10 * duration)
             print(
                 f"\nSSE: {streams} streams x {events} events at {args.sse_rate:g}/s "
                 f"({streams * args.sse_rate:,.0f} events/s offered), {seconds:g}s"
