@@ -47,6 +47,11 @@ def apply_log_level(level: str) -> None:
     logging.getLogger("llamaswap").setLevel(names.get(level.lower(), logging.INFO))
 
 
+LISTEN_BACKLOG = 4096
+"""aiohttp's default is 128 (nginx uses 511): a burst of hundreds of new connections then loses
+SYNs that the client retries only after a second. The kernel caps it at ``net.core.somaxconn``."""
+
+
 class Daemon:
     def __init__(
         self,
@@ -101,7 +106,7 @@ class Daemon:
             self.app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True, backlog=LISTEN_BACKLOG)
         await site.start()
         server: Any = site._server
         sockets = server.sockets if server is not None else ()
