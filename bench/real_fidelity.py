@@ -12,17 +12,23 @@ For each scheduler (serial, fifo):
    adjusted, concurrency limit raised so nothing is rejected); an open-loop client sends each request
    at its arrival time with ``X-Request-Id`` = the trace id (non-streaming ``/v1/completions``, so the
    upstream's usage gives the real token counts).
-3. Calibrate: ``llamaswap.record.calibrate`` on that log: per-model service-time fit and load-time
-   samples, plus the canonical trace (real arrivals and real token counts).
+3. Calibrate: ``llamaswap.record.calibrate`` on that log: per-model service-time fit (with the
+   warm-up of the first request on each fresh process), service noise and load-time samples, plus
+   the canonical trace (real arrivals and real token counts).
 4. Simulate: the same trace, routing spec (from the log's meta) and calibrated profiles through the
-   simulator, which writes the same event log (``llamaswap.fidelity.simlog``).
+   simulator, which writes the same event log (``llamaswap.fidelity.simlog``); once per seed of
+   ``--seeds`` (the calibrated run is random), and once as a *measured* replay (every request's
+   real service time, every load and stop its real duration: deterministic).
 5. Compare: ``llamaswap.record.compare``: loads (swap count and model sequence), grant order, latency
-   and wait percentiles with relative errors.
+   and wait percentiles with relative errors. The calibrated swap count is reported as a
+   distribution over the seeds next to the real count, with the real log's fifo near-ties
+   (``llamaswap.record.ties``): arrivals a few ms from a batch boundary, which decide it.
 
 Writes ``<out>/<scheduler>/{real.jsonl,sim.jsonl,compare.json,calibration.json,client.json}`` and
 ``<out>/summary.json``, and prints a table. Needs the ``real`` extra. Not a timed test: run it by hand::
 
-    .venv/bin/python bench/real_fidelity.py --requests 200 --duration 240
+    .venv/bin/python bench/real_fidelity.py --requests 200 --duration 360 --seeds 0-19
+    .venv/bin/python bench/real_fidelity.py --sim-only --duration 360 --seeds 0-19 --out DIR
 """
 
 from __future__ import annotations
@@ -36,8 +42,10 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -54,6 +62,7 @@ from llamaswap.record import read_log
 from llamaswap.record.calibrate import calibrate
 from llamaswap.record.compare import compare
 from llamaswap.record.meta import spec_from_meta
+from llamaswap.record.ties import near_ties
 from llamaswap.timing import TimingProfile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +73,8 @@ SERVICES = {"code": "smollm2", "conv": "smollm2-lite"}
 LIMITS = {"smollm2": (600, 32), "smollm2-lite": (300, 32)}
 PROMPT_SCALE = 20  # Azure prompts are 1-7k tokens; a 135M model on one busy core needs shorter ones
 CONV_OUTPUT_SCALE = 4
+TIE_WINDOW = 0.1
+"""Seconds: a real fifo arrival this close to its model's batch boundary is a near-tie (reported)."""
 WORDS = tuple(
     [
         "the",
@@ -309,39 +320,23 @@ def upstream_serial_view(records: Sequence[dict[str, Any]]) -> list[dict[str, An
     return out
 
 
-class ReplayedDurations:
-    """A load-time "distribution" that replays the recorded durations in order (then repeats).
-
-    Duck-types :class:`llamaswap.timing.Distribution` (``sample``/``mean``) for the measured replay
-    only: the n-th load of a model in the simulation takes as long as its n-th real load did.
-    """
-
-    kind = "replayed"
-
-    def __init__(self, samples: tuple[float, ...]) -> None:
-        self.samples = samples
-        self._next = 0
-
-    def sample(self, rng: Any) -> float:
-        value = self.samples[self._next % len(self.samples)]
-        self._next += 1
-        return value
-
-    def mean(self) -> float:
-        return sum(self.samples) / len(self.samples)
-
-
 def simulate_log(
-    real_log: Path, scheduler: str, out: Path, seed: int, *, measured: bool = False
+    real_log: Path,
+    scheduler: str,
+    out: Path,
+    seed: int,
+    *,
+    measured: bool = False,
+    sim_log: Path | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Calibrate on ``real_log``, simulate the same trace, write ``sim.jsonl`` (or
-    ``sim-measured.jsonl``).
+    ``sim-measured.jsonl``, or ``sim_log``).
 
     ``measured``: each request keeps the service time it really had (from the upstream-serial view)
-    instead of the fitted formula, and each model's loads take the durations they really took, in
-    order. That leaves only the scheduling and the daemon's own timing to compare.
+    instead of the fitted formula, and each model's loads and stops take the durations they really
+    took, in order. That leaves only the scheduling and the daemon's own timing to compare.
     """
-    from llamaswap.fidelity.simlog import simulate_recorded
+    from llamaswap.fidelity.simlog import ReplayedDurations, simulate_recorded
     from llamaswap.record.calibrate import TRACE_COLUMNS
     from sim.trace import read_trace
 
@@ -379,14 +374,21 @@ def simulate_log(
             for model, profile in profiles.items()
         }
     spec = spec_from_meta(calibration.meta, str(real_log))
-    sim_log = out / f"sim{suffix}.jsonl"
-    simulate_recorded(spec, scheduler, trace, profiles, seed, sim_log)
+    sim_log = sim_log or out / f"sim{suffix}.jsonl"
+    stops = (
+        {m: fit.unload_samples for m, fit in calibration.fits.items() if fit.unload_samples}
+        if measured
+        else None
+    )
+    simulate_recorded(spec, scheduler, trace, profiles, seed, sim_log, stop_durations=stops)
     fits = {
         model: {
             "samples": fit.samples,
             "ttft_overhead": fit.ttft_overhead,
             "prefill_tps": fit.prefill_tps,
             "decode_tps": fit.decode_tps,
+            "first_request_overhead": fit.first_request_overhead,
+            "first_samples": fit.first_samples,
             "mape": fit.mape,
             "load_time_median": float(sorted(fit.load_samples)[len(fit.load_samples) // 2])
             if fit.load_samples
@@ -415,6 +417,70 @@ def summarize(verdict: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``"0-19"``, ``"3"`` or ``"0,4,7-9"`` -> the seeds, in order, without repeats."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            low = int(first)
+            high = int(last) if dash else low
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"--seeds {text!r}: expected N, A-B or a comma list of them"
+            ) from None
+        if high < low or low < 0:
+            raise argparse.ArgumentTypeError(
+                f"--seeds {text!r}: {part!r} is not an ascending range"
+            )
+        seeds += [n for n in range(low, high + 1) if n not in seeds]
+    return seeds
+
+
+def seed_spread(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The calibrated runs over several seeds: the swap count as a distribution, errors as ranges.
+
+    One calibrated run is one draw: per-request service noise decides near-ties at fifo batch
+    boundaries (see ``llamaswap.record.ties``), so its swap count alone says little.
+    """
+    real = rows[0]["loads"]["real"]
+    loads = [row["loads"]["sim"] for row in rows]
+
+    def spread(values: list[float]) -> dict[str, float]:
+        return {
+            "median": round(statistics.median(values), 4),
+            "min": round(min(values), 4),
+            "max": round(max(values), 4),
+        }
+
+    return {
+        "seeds": [row["seed"] for row in rows],
+        "loads": {
+            "real": real,
+            **spread([float(n) for n in loads]),
+            "match_rate": round(sum(n == real for n in loads) / len(loads), 4),
+            "counts": {str(n): loads.count(n) for n in sorted(set(loads))},
+        },
+        "same_grant_order_rate": round(
+            sum(bool(row["same_grant_order"]) for row in rows) / len(rows), 4
+        ),
+        "latency_rel_error": {
+            key: spread([row["latency"][key]["rel_error"] for row in rows])
+            for key in ("p50", "p90", "p99")
+        },
+        "per_seed": [
+            {
+                "seed": row["seed"],
+                "loads": row["loads"]["sim"],
+                "same_grant_order": row["same_grant_order"],
+                "p50_rel_error": row["latency"]["p50"]["rel_error"],
+                "p99_rel_error": row["latency"]["p99"]["rel_error"],
+            }
+            for row in rows
+        ],
+    }
+
+
 def print_table(summary: dict[str, Any]) -> None:
     print(
         f"{'scheduler':<9} {'service':<10} {'loads real/sim':>14} {'same order':>10} "
@@ -431,17 +497,50 @@ def print_table(summary: dict[str, Any]) -> None:
                 f"{lat['p50']['rel_error']:>+7.1%} {lat['p99']['real']:>9.3f} "
                 f"{lat['p99']['sim']:>8.3f} {lat['p99']['rel_error']:>+7.1%}"
             )
+    print()
+    print(
+        "calibrated over seeds: loads real | sim median [min-max] | same count | same order | "
+        "p50 error median [min..max] | p99 error median [min..max]"
+    )
+    for scheduler, full in summary["schedulers"].items():
+        spread = full["calibrated_seeds"]
+        loads = spread["loads"]
+        p50, p99 = spread["latency_rel_error"]["p50"], spread["latency_rel_error"]["p99"]
+        n = len(spread["seeds"])
+        print(
+            f"{scheduler:<9} {loads['real']:>3} | {loads['median']:g} [{loads['min']:g}-{loads['max']:g}] "
+            f"| {round(loads['match_rate'] * n)}/{n} | {round(spread['same_grant_order_rate'] * n)}/{n} "
+            f"| {p50['median']:+.1%} [{p50['min']:+.1%}..{p50['max']:+.1%}] "
+            f"| {p99['median']:+.1%} [{p99['min']:+.1%}..{p99['max']:+.1%}]"
+        )
+        ties = full.get("near_ties_real")
+        if ties:
+            close = ", ".join(f"{t['margin_s'] * 1000:+.0f} ms ({t['outcome']})" for t in ties)
+            print(f"{'':<9} near-ties in the real log (fifo batch boundaries): {close}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument(
-        "--duration", type=float, default=240.0, help="seconds the trace is compressed into"
+        "--duration",
+        type=float,
+        default=240.0,
+        help="seconds the trace is compressed into (with --sim-only: only the summary's label; "
+        "pass what the logs were recorded with)",
     )
     parser.add_argument("--scheduler", action="append", dest="schedulers", metavar="NAME")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "real-fidelity")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the calibrated run whose logs are kept"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        default=None,
+        help="also simulate the calibrated profile with these seeds (e.g. 0-19) and report the "
+        "swap count as a distribution (default: --seed only)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="per-request client timeout")
     parser.add_argument(
         "--sim-only", action="store_true", help="reuse the recorded real.jsonl logs under --out"
@@ -452,6 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     gguf_path()  # fail early, with the install hint, when the model is missing
     schedulers = args.schedulers or ["serial", "fifo"]
+    seeds = [args.seed] + [n for n in (args.seeds or []) if n != args.seed]
     workload = build_workload(args.requests, args.duration)
     summary: dict[str, Any] = {
         "workload": {
@@ -483,12 +583,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         (out / "calibration.json").write_text(json.dumps(fits, indent=1))
         row = summarize(verdict)
         row["calibration"] = fits
-        row["real_wall_seconds"] = round(real_wall, 1)
+        row["real_wall_seconds"] = None if args.sim_only else round(real_wall, 1)
+        arrivals = [float(r["t"]) for r in real_records if r["ev"] == "arrival"]
+        row["arrival_span_s"] = round(max(arrivals) - min(arrivals), 3) if arrivals else None
         row["load_average"] = _load_average(out / "load.json")
         measured_log, _ = simulate_log(out / "real.jsonl", scheduler, out, args.seed, measured=True)
         measured = compare(real_records, read_log(measured_log))
         (out / "compare-measured.json").write_text(json.dumps(measured, indent=1, default=str))
         row["measured_service"] = summarize(measured)
+        per_seed = [{"seed": args.seed, **row}]
+        with tempfile.TemporaryDirectory(prefix="real-fidelity-seeds-") as scratch:
+            for seed in seeds[1:]:
+                path = Path(scratch) / f"sim-{seed}.jsonl"
+                simulate_log(out / "real.jsonl", scheduler, out, seed, sim_log=path)
+                per_seed.append({"seed": seed, **summarize(compare(real_records, read_log(path)))})
+        row["calibrated_seeds"] = seed_spread(per_seed)
+        if scheduler != "serial":  # serial decides by arrival order: no batch to join or miss
+            row["near_ties_real"] = [t.as_dict() for t in near_ties(real_records, TIE_WINDOW)]
         summary["schedulers"][scheduler] = row
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=_nan_safe))

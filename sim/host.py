@@ -166,6 +166,10 @@ class SimHost:
         self._last_evict: dict[str, tuple[str, ...]] = {}
         self._open_swap: dict[str, list[Any]] = {}
         self._last_depth = -1
+        self._warm: dict[str, int] = {}
+        """model -> the generation that has begun serving (its warm-up is paid)."""
+        self.cold_starts: set[int] = set()
+        """Requests that were the first served by a fresh process (they paid its warm-up)."""
 
     # ------------------------------------------------------------------ busy-time accounting
 
@@ -220,8 +224,12 @@ class SimHost:
         if self._alive.get(model) != generation or key in self._terminating:
             return
         self._terminating.add(key)
-        delay = self.profiles[model].unload_time
+        delay = self._unload_delay(model)
         self.env.timeout(delay, (model, generation, "terminated")).callbacks.append(self._exited)
+
+    def _unload_delay(self, model: str) -> float:
+        """Seconds from the graceful stop to the exit (a replay of measured stops overrides it)."""
+        return self.profiles[model].unload_time
 
     def kill(self, model: str, generation: int) -> None:
         if self._alive.get(model) == generation:
@@ -271,14 +279,20 @@ class SimHost:
         env = self.env
         self.record.start[i] = env.now
         profile = self.profiles[model]
+        generation = self._alive.get(model, 0)
+        first = self._warm.get(model) != generation
+        if first:
+            self._warm[model] = generation
         service = self._service[i]
         if service != service:  # NaN: not given by the trace
             prompt = self._prompt[i]
             output = self._output[i]
+            cold = first and profile.first_request_overhead > 0
+            if cold:
+                self.cold_starts.add(i)
             service = profile.service_time(
-                None if prompt < 0 else prompt, None if output < 0 else output
+                None if prompt < 0 else prompt, None if output < 0 else output, cold
             ) * profile.noise_factor(self._rng_noise[model])
-        generation = self._alive.get(model, 0)
         self._serving[model][request] = generation
         if profile.crash_rate > 0:
             crash_in = self._rng_crash[model].expovariate(profile.crash_rate)

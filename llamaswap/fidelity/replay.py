@@ -138,9 +138,15 @@ def fit_lines(calibration: Calibration) -> list[str]:
         loads = fit.load_samples
         load = f"{len(loads)} loads, median {float(np.median(loads)):.3f}s" if loads else "no loads"
         mape = "n/a" if math.isnan(fit.mape) else f"{100 * fit.mape:.2f}%"
+        warm = (
+            f" first_request_overhead={fit.first_request_overhead:.4f}s"
+            f" ({fit.first_samples} first on their process)"
+            if fit.first_request_overhead > 0
+            else ""
+        )
         lines.append(
             f"{model}: {fit.samples} requests fitted: ttft_overhead={fit.ttft_overhead:.4f}s "
-            f"prefill_tps={fit.prefill_tps:.1f} decode_tps={fit.decode_tps:.2f} "
+            f"prefill_tps={fit.prefill_tps:.1f} decode_tps={fit.decode_tps:.2f}{warm} "
             f"(fit error MAPE {mape}); {load}"
         )
     return lines

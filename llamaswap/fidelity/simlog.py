@@ -26,13 +26,44 @@ from sim.run import simulate
 from sim.trace import Trace
 
 
+class ReplayedDurations:
+    """Recorded durations handed out in order (then from the start again), for a measured replay.
+
+    Duck-types :class:`llamaswap.timing.Distribution` (``sample``/``mean``) so it can stand in for a
+    profile's ``load_time``: the n-th load of a model in the simulation takes as long as its n-th
+    real load did. Also replays stop durations (``simulate_recorded(stop_durations=...)``).
+    """
+
+    kind = "replayed"
+
+    def __init__(self, samples: Sequence[float]) -> None:
+        if not samples:
+            raise ValueError("ReplayedDurations needs at least one recorded duration")
+        self.samples = tuple(float(s) for s in samples)
+        self._next = 0
+
+    def sample(self, rng: Any = None) -> float:
+        value = self.samples[self._next % len(self.samples)]
+        self._next += 1
+        return value
+
+    def mean(self) -> float:
+        return sum(self.samples) / len(self.samples)
+
+
 class RecordingSimHost(SimHost):
     """A :class:`SimHost` that also writes the event log (set ``recorder`` before the run)."""
 
     recorder: Recorder
+    stops: Mapping[str, ReplayedDurations] = {}
+    """Per model, recorded stop durations to replay instead of the profile's ``unload_time``."""
 
     def __init__(self, env: simpy.Environment, *args: Any, **kwargs: Any) -> None:
         super().__init__(env, *args, **kwargs)
+
+    def _unload_delay(self, model: str) -> float:
+        replay = self.stops.get(model)
+        return replay.sample() if replay is not None else super()._unload_delay(model)
 
     def _tokens(self, i: int) -> tuple[int | None, int | None]:
         prompt, output = self._prompt[i], self._output[i]
@@ -54,7 +85,7 @@ class RecordingSimHost(SimHost):
         i: int = request.id  # type: ignore[assignment]
         profile: TimingProfile = self.profiles[request.model]
         prompt, _ = self._tokens(i)
-        ttft = profile.time_to_first_token(prompt)
+        ttft = profile.time_to_first_token(prompt, i in self.cold_starts)
         self.recorder.first_byte(i, at=self.env.now + ttft)
 
     def _served(self, ev: Any) -> None:
@@ -104,8 +135,14 @@ def simulate_recorded(
     seed: int,
     path: str | Path,
     meta: Mapping[str, Any] | None = None,
+    stop_durations: Mapping[str, Sequence[float]] | None = None,
 ) -> SimRecord:
-    """Run :func:`sim.run.simulate` and write its event log to ``path`` (truncated first)."""
+    """Run :func:`sim.run.simulate` and write its event log to ``path`` (truncated first).
+
+    ``stop_durations``: per model, recorded stopping -> stopped durations; the n-th stop of that
+    model takes the n-th of them (a measured replay: real stops vary 120-260 ms around the median
+    the profile carries, enough to move a fifo batch boundary).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
@@ -117,6 +154,7 @@ def simulate_recorded(
 
     def factory(env: simpy.Environment, *args: Any, **kwargs: Any) -> RecordingSimHost:
         host = RecordingSimHost(env, *args, **kwargs)
+        host.stops = {m: ReplayedDurations(d) for m, d in (stop_durations or {}).items() if d}
         routed = {
             "host": "sim",
             "seed": seed,
@@ -140,4 +178,10 @@ def _with_scheduler(spec: RoutingSpec, scheduler: str) -> RoutingSpec:
     return dataclasses.replace(spec, scheduler=scheduler)
 
 
-__all__ = ["Observation", "RecordingSimHost", "simulate_recorded", "trace_ids"]
+__all__ = [
+    "Observation",
+    "RecordingSimHost",
+    "ReplayedDurations",
+    "simulate_recorded",
+    "trace_ids",
+]

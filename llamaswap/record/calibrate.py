@@ -1,9 +1,12 @@
 """From a recorded event log to a canonical trace and a calibrated timing profile.
 
 Service time is fitted per model by non-negative least squares on
-``service = ttft_overhead + prompt_tokens / prefill_tps + output_tokens / decode_tps``
+``service = ttft_overhead + prompt_tokens / prefill_tps + output_tokens / decode_tps
++ first_request_overhead * [first request served by a fresh process]``
 (the formula of ``llamaswap.timing``), using grant -> done of every completed request; load times
-are the observed starting -> ready durations, kept as an empirical distribution.
+are the observed starting -> ready durations, kept as an empirical distribution. The warm-up term
+is real: on llama.cpp the first request after a load runs ~5-8% slower than the rest, and leaving it
+to the per-request noise both biases the fit and widens the noise the simulator draws from.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -43,6 +46,8 @@ class RequestRecord:
     status: int | str | None = None
     cancelled: float | None = None
     rejected: str | None = None
+    process_ready: float | None = None
+    """When the process that served it became ready (None: it was up before the log began)."""
 
     @property
     def ok(self) -> bool:
@@ -62,6 +67,10 @@ class ModelFit:
     unload_samples: list[float] = field(default_factory=list)
     noise_samples: list[float] = field(default_factory=list)
     """actual / fitted service time per request: the spread the linear formula cannot explain."""
+    first_request_overhead: float = 0.0
+    """Extra seconds the first request on a freshly loaded process takes (warm-up)."""
+    first_samples: int = 0
+    """How many fitted requests were the first on their process."""
 
     def profile(self, parallel: int = 1) -> dict[str, Any]:
         profile: dict[str, Any] = {
@@ -77,6 +86,8 @@ class ModelFit:
             }
         if self.unload_samples:
             profile["unload_time"] = round(float(np.median(self.unload_samples)), 6)
+        if round(self.first_request_overhead, 6) > 0:
+            profile["first_request_overhead"] = round(self.first_request_overhead, 6)
         if self.noise_samples and max(abs(x - 1.0) for x in self.noise_samples) > 0.005:
             profile["service_noise"] = {
                 "kind": "empirical",
@@ -134,6 +145,7 @@ def collect_requests(
     meta: dict[str, Any] = {}
     starting: dict[tuple[str, int], float] = {}
     stopping: dict[tuple[str, int], float] = {}
+    ready_at: dict[str, float] = {}
     loads: dict[str, list[float]] = defaultdict(list)
     unloads: dict[str, list[float]] = defaultdict(list)
     for rec in records:
@@ -154,6 +166,7 @@ def collect_requests(
             r = requests[rid]
             if ev == "grant":
                 r.grant = t
+                r.process_ready = ready_at.get(r.model)
             elif ev == "first_byte":
                 r.first_byte = r.first_byte if r.first_byte is not None else t
             elif ev == "done":
@@ -166,64 +179,130 @@ def collect_requests(
                 r.rejected = str(rec.get("kind"))
         elif ev == "process":
             key = (str(rec["model"]), int(rec.get("generation", 0)))
-            if rec["to"] == "starting":
+            to = rec["to"]
+            if to == "ready":
+                ready_at[key[0]] = t  # a process serving from now on: its first request warms it
+            else:
+                ready_at.pop(key[0], None)
+            if to == "starting":
                 starting[key] = t
-            elif rec["to"] == "ready" and key in starting:
+            elif to == "ready" and key in starting:
                 loads[key[0]].append(t - starting.pop(key))
-            elif rec["to"] == "stopping":
+            elif to == "stopping":
                 stopping[key] = t
-            elif rec["to"] == "stopped" and key in stopping:
+            elif to == "stopped" and key in stopping:
                 unloads[key[0]].append(t - stopping.pop(key))
     return list(requests.values()), meta, loads, unloads
 
 
-def fit_service(rows: list[tuple[float, float, float]]) -> tuple[float, float, float, float]:
-    """Fit (overhead, seconds per prompt token, seconds per output token) >= 0; return them and MAPE."""
-    data = np.array(rows, dtype=float)
-    prompt, output, service = data[:, 0], data[:, 1], data[:, 2]
-    columns = [np.ones_like(prompt), prompt, output]
-    active = [0, 1, 2]
-    coef = np.zeros(3)
+class ServiceSample(NamedTuple):
+    prompt: float
+    output: float
+    service: float
+    """Seconds from the start of service to done."""
+    first: bool = False
+    """The first request served by a freshly loaded process."""
+
+
+class ServiceFit(NamedTuple):
+    overhead: float
+    per_prompt: float
+    per_output: float
+    first_overhead: float
+    mape: float
+
+    def predict(self, sample: ServiceSample) -> float:
+        return (
+            self.overhead
+            + sample.prompt * self.per_prompt
+            + sample.output * self.per_output
+            + (self.first_overhead if sample.first else 0.0)
+        )
+
+
+MIN_WARM_UP_SAMPLES = 2
+"""First-on-process and later requests each needed before the warm-up term is fitted (with fewer,
+it is not separable from ``ttft_overhead``)."""
+
+
+def _nonnegative_lstsq(columns: list[np.ndarray], target: np.ndarray) -> np.ndarray:
+    """Least squares with every coefficient >= 0: drop the most negative column and refit."""
+    active = list(range(len(columns)))
+    coef = np.zeros(len(columns))
     while active:
         matrix = np.column_stack([columns[i] for i in active])
-        solution, *_ = np.linalg.lstsq(matrix, service, rcond=None)
+        solution, *_ = np.linalg.lstsq(matrix, target, rcond=None)
         if (solution >= 0).all():
-            coef[:] = 0
             coef[active] = solution
             break
         active.pop(int(np.argmin(solution)))
-    predicted = coef[0] + coef[1] * prompt + coef[2] * output
+    return coef
+
+
+def _mape(predicted: np.ndarray, service: np.ndarray) -> float:
     mask = service > 0
-    mape = (
-        float(np.mean(np.abs(predicted[mask] - service[mask]) / service[mask]))
-        if mask.any()
-        else 0.0
+    if not mask.any():
+        return 0.0
+    return float(np.mean(np.abs(predicted[mask] - service[mask]) / service[mask]))
+
+
+def fit_service(rows: list[tuple[float, float, float]]) -> tuple[float, float, float, float]:
+    """Fit (overhead, seconds per prompt token, seconds per output token) >= 0; return them and MAPE."""
+    fit = fit_service_samples([ServiceSample(p, o, s) for p, o, s, *_ in rows])
+    return fit.overhead, fit.per_prompt, fit.per_output, fit.mape
+
+
+def fit_service_samples(samples: list[ServiceSample]) -> ServiceFit:
+    """The formula's coefficients (all >= 0), with the warm-up term when the log can separate it."""
+    data = np.array([(s.prompt, s.output, s.service, float(s.first)) for s in samples], dtype=float)
+    prompt, output, service, first = data[:, 0], data[:, 1], data[:, 2], data[:, 3]
+    columns = [np.ones_like(prompt), prompt, output]
+    firsts = int(first.sum())
+    if min(firsts, len(samples) - firsts) >= MIN_WARM_UP_SAMPLES:
+        columns.append(first)
+    coef = _nonnegative_lstsq(columns, service)
+    warm = float(coef[3]) if len(coef) > 3 else 0.0
+    predicted = coef[0] + coef[1] * prompt + coef[2] * output + warm * first
+    return ServiceFit(
+        float(coef[0]), float(coef[1]), float(coef[2]), warm, _mape(predicted, service)
     )
-    return float(coef[0]), float(coef[1]), float(coef[2]), mape
 
 
 def service_rows(
     requests: Iterable[RequestRecord], slots: Mapping[str, int] | None = None
 ) -> dict[str, list[tuple[float, float, float]]]:
-    """(prompt, output, service seconds) per model for every completed request with token counts.
+    """(prompt, output, service seconds) per model (see :func:`service_samples`)."""
+    return {
+        model: [(s.prompt, s.output, s.service) for s in samples]
+        for model, samples in service_samples(requests, slots).items()
+    }
+
+
+def service_samples(
+    requests: Iterable[RequestRecord], slots: Mapping[str, int] | None = None
+) -> dict[str, list[ServiceSample]]:
+    """Per model, every completed request with token counts: tokens, service seconds, first-ness.
 
     A grant is not the start of service when the upstream has fewer slots than the scheduler has
     requests in flight (fifo grants every request for the resident model at once; llama.cpp with
     one slot runs them one by one). For a model with ``slots[model] = k`` the service start is
     reconstructed as a k-server queue over the observed completions: a request starts at its grant
     or when the earliest of the k requests before it finished, whichever is later.
+
+    The first request on a process is the one whose service started first after that process
+    became ready (by the reconstructed start, so a batch granted at once has one first).
     """
     slots = slots or {}
     by_model: dict[str, list[RequestRecord]] = defaultdict(list)
     for r in requests:
         if r.ok and r.prompt_tokens is not None and r.output_tokens is not None:
             by_model[r.model].append(r)
-    rows: dict[str, list[tuple[float, float, float]]] = {}
+    rows: dict[str, list[ServiceSample]] = {}
     for model, served in by_model.items():
         served.sort(key=lambda r: (r.grant or 0.0, r.done or 0.0))
         k = slots.get(model, 0)
         busy: list[float] = []  # completion times of the requests holding a slot
-        out = []
+        starts = []
         for r in served:
             assert r.grant is not None and r.done is not None and r.prompt_tokens is not None
             start = r.grant
@@ -232,8 +311,23 @@ def service_rows(
                 if len(busy) >= k:
                     start = max(r.grant, busy[len(busy) - k])
                 busy.append(r.done)
-            out.append((float(r.prompt_tokens), float(r.output_tokens or 0), r.done - start))
-        rows[model] = out
+            starts.append(start)
+        first_of: dict[float, int] = {}  # process ready time -> index of its earliest start
+        for index, r in enumerate(served):
+            if r.process_ready is not None:
+                best = first_of.get(r.process_ready)
+                if best is None or starts[index] < starts[best]:
+                    first_of[r.process_ready] = index
+        firsts = set(first_of.values())
+        rows[model] = [
+            ServiceSample(
+                float(r.prompt_tokens or 0),
+                float(r.output_tokens or 0),
+                (r.done or 0.0) - start,
+                index in firsts,
+            )
+            for index, (r, start) in enumerate(zip(served, starts, strict=True))
+        ]
     return rows
 
 
@@ -242,35 +336,32 @@ def calibrate(
 ) -> Calibration:
     """Fit every model's timing; ``slots`` gives upstream slot counts where they are known."""
     requests, meta, loads, unloads = collect_requests(records)
-    samples = service_rows(requests, slots)
+    samples = service_samples(requests, slots)
     fits = {}
     for model in sorted({r.model for r in requests} | set(loads)):
         rows = samples.get(model, [])
-        if rows:
-            overhead, per_prompt, per_output, mape = fit_service(rows)
-        else:
-            overhead, per_prompt, per_output, mape = 0.0, 0.0, 0.0, math.nan
+        fit = fit_service_samples(rows) if rows else ServiceFit(0.0, 0.0, 0.0, 0.0, math.nan)
         fits[model] = ModelFit(
             model,
             len(rows),
-            overhead,
-            1.0 / per_prompt if per_prompt > 0 else 1e9,
-            1.0 / per_output if per_output > 0 else 1e9,
-            mape,
+            fit.overhead,
+            1.0 / fit.per_prompt if fit.per_prompt > 0 else 1e9,
+            1.0 / fit.per_output if fit.per_output > 0 else 1e9,
+            fit.mape,
             loads.get(model, []),
             unloads.get(model, []),
-            noise_ratios(rows, overhead, per_prompt, per_output),
+            noise_ratios(rows, fit),
+            fit.first_overhead,
+            sum(1 for s in rows if s.first),
         )
     return Calibration(requests, fits, meta)
 
 
-def noise_ratios(
-    rows: list[tuple[float, float, float]], overhead: float, per_prompt: float, per_output: float
-) -> list[float]:
+def noise_ratios(rows: list[ServiceSample], fit: ServiceFit) -> list[float]:
     """actual / fitted for each request whose fitted time is positive (empty without a fit)."""
     ratios = []
-    for prompt, output, service in rows:
-        fitted = overhead + prompt * per_prompt + output * per_output
-        if fitted > 0 and service >= 0:
-            ratios.append(service / fitted)
+    for sample in rows:
+        fitted = fit.predict(sample)
+        if fitted > 0 and sample.service >= 0:
+            ratios.append(sample.service / fitted)
     return ratios
