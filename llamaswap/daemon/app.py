@@ -15,7 +15,7 @@ import hmac
 import itertools
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -23,6 +23,7 @@ from aiohttp import web
 
 from llamaswap.core.errors import RequestError
 from llamaswap.core.process import ProcessState
+from llamaswap.daemon.body import BodyTooLargeError, read_body
 from llamaswap.daemon.errors import error_response, request_error_response
 from llamaswap.daemon.extract import (
     BadRequestError,
@@ -112,8 +113,9 @@ def _sanitize_header_list(value: str) -> str:
 class Api:
     """Route handlers bound to one daemon (its current runtime changes on reload)."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Daemon, client_max_size: int = 1 << 30) -> None:
         self.daemon = daemon
+        self.client_max_size = client_max_size
 
     # ================================================================== middleware
 
@@ -167,13 +169,20 @@ class Api:
     ) -> web.StreamResponse:
         daemon = self.daemon
         started = time.monotonic()
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge as exc:
-            return error_response(request, 413, f"request body too large: {exc.text}")
         content_type = request.headers.get("Content-Type", "")
         try:
-            found = extract(content_type, body, request.query, query_first=query_first)
+            received = await read_body(
+                request.content,
+                content_type,
+                request.content_length,
+                request.query,
+                self.client_max_size,
+            )
+        except BodyTooLargeError as exc:
+            return error_response(request, 413, f"request body too large: {exc}")
+        body: bytes | AsyncIterator[bytes] = received.head
+        try:
+            found = extract(content_type, received.head, request.query, query_first=query_first)
         except BadRequestError as exc:
             return error_response(request, 400, str(exc))
         if not found.model:
@@ -192,7 +201,9 @@ class Api:
             ):
                 body = json.dumps(found.json_body).encode()
         elif model.use_model_name and content_type.lower().startswith("multipart/form-data"):
-            body = replace_multipart_model(content_type, body, model.use_model_name)
+            body = replace_multipart_model(content_type, received.head, model.use_model_name)
+        if not received.whole:
+            body = received.payload(body if isinstance(body, bytes) else None)
         path = request.raw_path
         if strip_prefix and path.startswith(strip_prefix):
             path = path[len(strip_prefix) :]
@@ -481,7 +492,7 @@ async def quiet_gc(app: web.Application) -> None:
 
 
 def build_app(daemon: Daemon, client_max_size: int) -> web.Application:
-    api = Api(daemon)
+    api = Api(daemon, client_max_size)
     app = web.Application(client_max_size=client_max_size, middlewares=[api.middleware])
     app.on_startup.append(quiet_gc)
     add = app.router.add_route

@@ -11,14 +11,16 @@ Fault knobs: ``--fail-start`` (exit 1 once the load time has passed, never healt
 ``--ignore-sigterm`` (only SIGKILL stops it).
 
 Besides the OpenAI endpoints, any other path answers a JSON echo of what it received (method, path,
-query, content type, body size), and ``GET /debug/last-request`` returns the last JSON body and
-headers seen: this lets tests check what the proxy actually forwarded.
+query, content type, body size and SHA-256), ``GET /debug/last-request`` returns the last JSON body
+and headers seen, and ``GET /debug/receiving`` the body bytes received so far by echo requests still
+uploading: this lets tests check what the proxy actually forwarded, and when.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import math
 import os
@@ -79,6 +81,9 @@ class FakeUpstream:
         self.served = 0
         self.slots = asyncio.Semaphore(max(1, profile.parallel))
         self.last_request: dict[str, Any] = {}
+        self.receiving: dict[int, int] = {}
+        """Body bytes received so far by each echo request still reading its body."""
+        self._echo_ids = 0
 
     # ------------------------------------------------------------------ helpers
 
@@ -138,8 +143,23 @@ class FakeUpstream:
     async def last(self, request: web.Request) -> web.Response:
         return web.json_response(self.last_request)
 
+    async def receiving_now(self, request: web.Request) -> web.Response:
+        """Body bytes received by echo requests still uploading: shows a proxy streams bodies."""
+        return web.json_response({"bytes": sum(self.receiving.values())})
+
     async def echo(self, request: web.Request) -> web.Response:
-        body = await request.read()
+        self._echo_ids += 1
+        key = self._echo_ids
+        digest = hashlib.sha256()
+        size = 0
+        self.receiving[key] = 0
+        try:
+            while chunk := await request.content.readany():
+                digest.update(chunk)
+                size += len(chunk)
+                self.receiving[key] = size
+        finally:
+            del self.receiving[key]
         return web.json_response(
             {
                 "model": self.model,
@@ -147,7 +167,8 @@ class FakeUpstream:
                 "path": request.path,
                 "query": request.query_string,
                 "content_type": request.headers.get("Content-Type", ""),
-                "body_bytes": len(body),
+                "body_bytes": size,
+                "body_sha256": digest.hexdigest(),
             }
         )
 
@@ -290,6 +311,7 @@ class FakeUpstream:
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/models", self.models)
         app.router.add_get("/debug/last-request", self.last)
+        app.router.add_get("/debug/receiving", self.receiving_now)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
