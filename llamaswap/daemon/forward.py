@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -103,6 +104,76 @@ def sse_error(status: int, message: str) -> bytes:
     return b"data: " + json.dumps(envelope(status, message)).encode() + b"\n\n"
 
 
+class UpstreamBody(Protocol):
+    """What the relay loop needs from an upstream response, whichever client produced it.
+
+    ``read_chunk``: everything received since the last call, b"" at the end of the body.
+    ``set_sink``: an optional fast path (see :func:`_direct_sink`); a client may ignore it.
+    ``close``: abort (drop the connection); ``release``: done cleanly (it may be pooled).
+    ``close`` is also what ``abort_serving`` calls on ``ticket.upstream``.
+    """
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content_length(self) -> int | None: ...
+
+    async def read_chunk(self) -> bytes: ...
+
+    def set_sink(self, sink: Callable[[bytes], bool] | None) -> None: ...
+
+    def close(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class _AiohttpBody:
+    """aiohttp's client response behind :class:`UpstreamBody` (https, streamed request bodies)."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
+        self.content_length = response.content_length
+
+    async def read_chunk(self) -> bytes:
+        return await self._response.content.readany()
+
+    def set_sink(self, sink: Callable[[bytes], bool] | None) -> None:
+        pass  # aiohttp feeds its own StreamReader: the relay task writes every chunk
+
+    def close(self) -> None:
+        self._response.close()
+
+    def release(self) -> None:
+        self._response.release()
+
+
+async def _open(
+    request: web.Request,
+    session: aiohttp.ClientSession,
+    lean: LeanClient | None,
+    url: str,
+    body: bytes | AsyncIterable[bytes] | None,
+    headers: CIMultiDict[str],
+) -> UpstreamBody:
+    """Send the request upstream and return its response once the head is in.
+
+    The lean client serves plain-http upstreams with in-memory bodies (the hot path); aiohttp
+    everything else.
+    """
+    if lean is not None and LeanClient.supports(url) and not isinstance(body, AsyncIterable):
+        return await lean.request(request.method, url, headers.items(), body)
+    response = await session.request(
+        request.method, url, data=body, headers=headers, allow_redirects=False
+    )
+    return _AiohttpBody(response)
+
+
 async def relay(
     request: web.Request,
     session: aiohttp.ClientSession,
@@ -127,57 +198,18 @@ async def relay(
     """
     response: web.StreamResponse | None = prepared
     try:
-        if lean is not None and LeanClient.supports(url) and not isinstance(body, AsyncIterable):
-            upstream_lean = await lean.request(request.method, url, headers.items(), body)
-            ticket.upstream = upstream_lean
-            clean = False
-            try:
-                content_type = upstream_lean.headers.get("Content-Type", "")
-                is_sse = content_type.startswith("text/event-stream")
-                if response is None:
-                    length = upstream_lean.content_length
-                    if not is_sse and length is not None and length <= BUFFER_LIMIT:
-                        data = await upstream_lean.read()
-                        if tap is not None:
-                            tap(data)
-                        clean = True
-                        return web.Response(
-                            status=upstream_lean.status,
-                            body=data,
-                            headers=response_headers(upstream_lean.headers),
-                        ), None
-                    out_headers = response_headers(upstream_lean.headers)
-                    if is_sse:
-                        out_headers["X-Accel-Buffering"] = "no"
-                    response = web.StreamResponse(status=upstream_lean.status, headers=out_headers)
-                    await response.prepare(request)
-                if response.headers.get("Transfer-Encoding") == "chunked":
-                    upstream_lean.set_sink(_direct_sink(request, tap))
-                while chunk := await upstream_lean.read_chunk():
-                    if tap is not None:
-                        tap(chunk)
-                    await response.write(chunk)
-                await response.write_eof()
-                clean = True
-                return response, None
-            finally:
-                upstream_lean.set_sink(None)
-                if clean:
-                    upstream_lean.release()
-                else:
-                    upstream_lean.close()
-        async with session.request(
-            request.method, url, data=body, headers=headers, allow_redirects=False
-        ) as upstream:
-            ticket.upstream = upstream
-            content_type = upstream.headers.get("Content-Type", "")
-            is_sse = content_type.startswith("text/event-stream")
+        upstream = await _open(request, session, lean, url, body, headers)
+        ticket.upstream = upstream
+        clean = False
+        try:
+            is_sse = upstream.headers.get("Content-Type", "").startswith("text/event-stream")
             if response is None:
                 length = upstream.content_length
                 if not is_sse and length is not None and length <= BUFFER_LIMIT:
-                    data = await upstream.read()
+                    data = await _read_all(upstream)
                     if tap is not None:
                         tap(data)
+                    clean = True
                     return web.Response(
                         status=upstream.status,
                         body=data,
@@ -188,12 +220,21 @@ async def relay(
                     out_headers["X-Accel-Buffering"] = "no"
                 response = web.StreamResponse(status=upstream.status, headers=out_headers)
                 await response.prepare(request)
-            async for chunk in upstream.content.iter_any():
+            if response.headers.get("Transfer-Encoding") == "chunked":
+                upstream.set_sink(_direct_sink(request, tap))
+            while chunk := await upstream.read_chunk():
                 if tap is not None:
                     tap(chunk)
                 await response.write(chunk)
             await response.write_eof()
+            clean = True
             return response, None
+        finally:
+            upstream.set_sink(None)
+            if clean:
+                upstream.release()
+            else:
+                upstream.close()
     except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
         if settle is not None:
             await settle()
@@ -213,3 +254,10 @@ async def relay(
         return response, reason
     finally:
         ticket.upstream = None
+
+
+async def _read_all(upstream: UpstreamBody) -> bytes:
+    parts = []
+    while chunk := await upstream.read_chunk():
+        parts.append(chunk)
+    return b"".join(parts)
