@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "real_fidelity.py"
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "real_fidelity.py"
 
 
 @pytest.fixture(scope="module")
