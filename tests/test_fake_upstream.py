@@ -156,3 +156,17 @@ def test_sigterm_stops_it_unless_ignored() -> None:
         assert proc.poll() is None and _status(base + "/health") == 200
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(5) == -signal.SIGKILL
+
+
+def test_first_request_after_a_load_pays_the_warm_up_once() -> None:
+    """``--first-request-overhead``: the same warm-up term the simulator and calibration use."""
+    with fake("--load-time", "0", "--first-request-overhead", "0.5", "--decode-tps", "1000") as (
+        _proc,
+        url,
+    ):
+        _wait_status(url + "/health", 200)
+        body = {"prompt": "hi", "max_tokens": 1}
+        first, _ = _post(url + "/v1/completions", body)
+        second, _ = _post(url + "/v1/completions", body)
+    assert first >= 0.5, "the first generation skipped its warm-up"
+    assert second < 0.5, "the warm-up was paid again by a later request"

@@ -4,7 +4,9 @@ Used by tests, demos and fidelity runs. Its timing comes from :class:`llamaswap.
 the same model the simulator uses, so a workload has the same expected timing in both worlds:
 ``/health`` answers 503 until the load time has passed, then 200; a generation takes
 ``ttft_overhead + prompt_tokens/prefill_tps`` to the first token and ``1/decode_tps`` per token after.
-At most ``--parallel`` generations run at once (llama-server's slots); the rest wait.
+At most ``--parallel`` generations run at once (llama-server's slots); the rest wait. The first
+generation after the load pays ``--first-request-overhead`` more (llama.cpp's warm-up, as the
+simulator and the log calibration model it).
 
 Fault knobs: ``--fail-start`` (exit 1 once the load time has passed, never healthy),
 ``--crash-after N`` (the process dies abruptly during request N+1, after its first token),
@@ -81,6 +83,8 @@ class FakeUpstream:
         self.served = 0
         self.slots = asyncio.Semaphore(max(1, profile.parallel))
         self.last_request: dict[str, Any] = {}
+        self.warmed = False
+        """True once a generation has started: only the first pays ``first_request_overhead``."""
         self.receiving: dict[int, int] = {}
         """Body bytes received so far by each echo request still reading its body."""
         self._echo_ids = 0
@@ -218,7 +222,9 @@ class FakeUpstream:
         async with self.slots:
             crash = self._count_request()
             start = time.monotonic()
-            first = start + self.profile.time_to_first_token(prompt)
+            first_on_process = not self.warmed
+            self.warmed = True
+            first = start + self.profile.time_to_first_token(prompt, first_on_process)
             interval = self.profile.token_interval()
             if stream:
                 return await self._stream(
@@ -375,6 +381,7 @@ def run(args: argparse.Namespace) -> int:
         load_time=Distribution("constant", args.load_time),
         parallel=args.parallel,
         ttft_overhead=args.ttft_overhead,
+        first_request_overhead=args.first_request_overhead,
         prefill_tps=args.prefill_tps,
         decode_tps=args.decode_tps,
         default_output_tokens=args.default_output_tokens,
@@ -418,6 +425,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefill-tps", type=_positive, default=2000.0, help="prompt tokens/s")
     parser.add_argument("--decode-tps", type=_positive, default=50.0, help="output tokens/s")
     parser.add_argument("--ttft-overhead", type=_non_negative, default=0.0, help="fixed seconds")
+    parser.add_argument(
+        "--first-request-overhead",
+        type=_non_negative,
+        default=0.0,
+        help="extra seconds for the first generation after a load (llama.cpp's warm-up)",
+    )
     parser.add_argument("--parallel", type=int, default=1, help="concurrent generations (slots)")
     parser.add_argument(
         "--default-output-tokens", type=int, default=128, help="output when max_tokens is absent"
