@@ -16,7 +16,11 @@ Setup (all on 127.0.0.1, one worker/process each, so every proxy gets one core):
 Load from ``wrk`` (C, one thread). nginx and wrk are installed from Debian's packages if missing.
 
 Printed: p50 latency at concurrency 1 and the added p50 over direct; requests/s at 16 and 64;
-SSE events/s relayed and the p50 stream duration (added duration = duration - direct).
+SSE events/s relayed and the stream duration added over direct at p10/p25/p50/p75/p90/p99, mean
+and max (differences of percentiles, not percentiles of differences). ``--sse-start burst``
+(default) opens every SSE connection in the same millisecond, so each connection's first stream
+carries the one-off cost of that herd; ``--sse-start stagger`` spreads the first requests over one
+stream duration (the steady state a long-running daemon sees). ``--sse-proxies`` picks the proxies.
 The machine is shared: run it on an idle box for figures worth quoting.
 """
 
@@ -95,16 +99,30 @@ def wait_http(url: str, timeout: float = 20) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def lua(tmp: Path, model: str) -> Path:
-    script = tmp / f"{model}.lua"
+def lua(tmp: Path, model: str, stagger: tuple[int, int] | None = None) -> Path:
+    """wrk script; ``stagger=(connections, ms)``: each connection's first request waits a random
+    0..ms (wrk times a request from when it is sent), so they do not all arrive at once."""
+    script = tmp / f"{model}{'-stagger' if stagger else ''}.lua"
+    delay = ""
+    if stagger is not None:
+        delay = (
+            f"local first = {stagger[0]}\n"
+            "function delay()\n"
+            f"  if first > 0 then first = first - 1; return math.random(0, {stagger[1]}) end\n"
+            "  return 0\n"
+            "end\n"
+        )
     script.write_text(
-        'wrk.method = "POST"\n'
+        delay + 'wrk.method = "POST"\n'
         f'wrk.body = \'{{"model":"{model}","messages":[{{"role":"user","content":"hello"}}],"max_tokens":5}}\'\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
         # wrk's own summary prints 3 digits (1.03s): too coarse for a few ms on a 1 s stream
         "function done(summary, latency, requests)\n"
         '  io.write(string.format("EXACT p50=%d p99=%d mean=%.1f\\n",\n'
         "    latency:percentile(50), latency:percentile(99), latency.mean))\n"
+        '  io.write(string.format("PCT p10=%d p25=%d p75=%d p90=%d max=%d\\n",\n'
+        "    latency:percentile(10), latency:percentile(25), latency:percentile(75),\n"
+        "    latency:percentile(90), latency.max))\n"
         "end\n"
     )
     return script
@@ -119,6 +137,8 @@ class WrkResult(NamedTuple):
     p99: float
     mean: float
     bad: int
+    spread: tuple[float, ...] = ()
+    """p10, p25, p75, p90 and max (seconds), when the Lua script reported them."""
 
 
 def _seconds(value: str, unit: str) -> float:
@@ -160,7 +180,9 @@ def wrk_full(url: str, script: Path, connections: int, seconds: float) -> WrkRes
         p50 = _seconds(*p50m.groups()) if p50m else nan
         p99 = _seconds(*p99m.groups()) if p99m else nan
         mean = _seconds(*meanm.groups()) if meanm else nan
-    return WrkResult(rps, p50, p99, mean, int(bad.group(1)) if bad else 0)
+    pct = re.search(r"PCT p10=(\d+) p25=(\d+) p75=(\d+) p90=(\d+) max=(\d+)", out)
+    spread = tuple(float(v) * 1e-6 for v in pct.groups()) if pct else ()
+    return WrkResult(rps, p50, p99, mean, int(bad.group(1)) if bad else 0, spread)
 
 
 def wrk(url: str, script: Path, connections: int, seconds: float) -> tuple[float, float, int]:
@@ -203,6 +225,20 @@ def main() -> int:
         "cost of opening every connection at once",
     )
     parser.add_argument("--only", choices=("json", "sse"), help="run one half only")
+    parser.add_argument(
+        "--sse-start",
+        choices=("burst", "stagger"),
+        default="burst",
+        help="burst: every connection sends its first request at once (a thundering herd of "
+        "new connections, which dominates the tail); stagger: each connection's first request "
+        "waits a random 0..1 stream duration, so streams start and end spread out (steady state)",
+    )
+    parser.add_argument(
+        "--sse-proxies",
+        default="nginx,llamaswap",
+        help="comma-separated proxies measured in the SSE half (direct always runs: it is the "
+        "baseline)",
+    )
     parser.add_argument(
         "--upstream",
         choices=("nginx", "fake"),
@@ -386,8 +422,12 @@ models:
             seconds = args.sse_seconds or max(args.seconds, 10 * duration)
             print(
                 f"\nSSE: {streams} streams x {events} events at {args.sse_rate:g}/s "
-                f"({streams * args.sse_rate:,.0f} events/s offered), {seconds:g}s"
+                f"({streams * args.sse_rate:,.0f} events/s offered), {seconds:g}s, "
+                f"{args.sse_start} start"
             )
+            measured_script = sse_script
+            if args.sse_start == "stagger":
+                measured_script = lua(tmp, "sse", (streams, round(duration * 1000)))
             sse_targets = {
                 "direct": f"http://127.0.0.1:{sse_port}/v1/chat/completions",
                 "nginx": f"http://127.0.0.1:{nginx_port}/sse/v1/chat/completions",
@@ -405,12 +445,16 @@ models:
             )
             direct: WrkResult | None = None
             cpu_pid["direct"] = procs[2].pid
+            wanted = {"direct", *args.sse_proxies.split(",")}
+            spreads: list[str] = []
             for name, url in sse_targets.items():
+                if name not in wanted:
+                    continue
                 # Warm-up (not measured): opening `streams` connections at once (and, for the
                 # proxies, as many upstream connections) is a one-off cost, not relay speed.
                 wrk_full(url, sse_script, streams, math.ceil(duration * 1.5))
                 cpu_before = cpu_seconds(cpu_pid[name])
-                result = wrk_full(url, sse_script, streams, seconds)
+                result = wrk_full(url, measured_script, streams, seconds)
                 cpu_per_event = (cpu_seconds(cpu_pid[name]) - cpu_before) / (
                     result.rps * events * seconds
                 )
@@ -423,6 +467,20 @@ models:
                     f"{(result.mean - direct.mean) * 1e3:9.1f}ms "
                     f"{(result.p99 - direct.p99) * 1e3:8.1f}ms {cpu_per_event * 1e6:8.1f}us{note}"
                 )
+                if result.spread and direct.spread:
+                    spreads.append(
+                        f"{name:<10} "
+                        + " ".join(
+                            f"{(a - b) * 1e3:8.1f}ms"
+                            for a, b in zip(result.spread, direct.spread, strict=True)
+                        )
+                    )
+            if spreads:
+                print(
+                    "added stream duration at other percentiles (vs direct):\n"
+                    f"{'target':<10} {'p10':>10} {'p25':>10} {'p75':>10} {'p90':>10} {'max':>10}"
+                )
+                print("\n".join(spreads))
         finally:
             for proc in reversed(procs):
                 if proc.poll() is None:

@@ -73,15 +73,20 @@ def make_session() -> aiohttp.ClientSession:
 DIRECT_WRITE_LIMIT = 64 * 1024
 
 
-def _direct_sink(
+Sink = Callable[[bytes], bool]
+
+
+def _direct_sinks(
     request: web.Request, tap: Callable[[bytes], None] | None
-) -> Callable[[bytes], bool]:
+) -> tuple[Sink, Sink | None]:
     """Write upstream body data to the client from the socket callback (chunked framing).
 
     Used for streamed responses once their headers are out: one event costs one transport write
-    and no task wake-up. It refuses (so the relay task writes, with back-pressure) when the
-    client's send buffer is not nearly empty or the client is gone; order is kept because it is
-    only offered data while nothing is queued for the task.
+    and no task wake-up. Both refuse (so the relay task writes, with back-pressure) when the
+    client's send buffer is not nearly empty or the client is gone; order is kept because they
+    are only offered data while nothing is queued for the task. The first frames data itself;
+    the second (not with a ``tap``, which needs de-chunked data) forwards whole chunk frames of a
+    chunked upstream body exactly as received, saving the de-chunking and re-framing copies.
     """
     transport = request.transport
 
@@ -97,7 +102,17 @@ def _direct_sink(
         transport.write(b"%x\r\n%b\r\n" % (len(data), data))
         return True
 
-    return sink
+    def framed(frames: bytes) -> bool:
+        if (
+            transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
+        ):
+            return False
+        transport.write(frames)
+        return True
+
+    return sink, (framed if tap is None else None)
 
 
 def sse_error(status: int, message: str) -> bytes:
@@ -108,7 +123,7 @@ class UpstreamBody(Protocol):
     """What the relay loop needs from an upstream response, whichever client produced it.
 
     ``read_chunk``: everything received since the last call, b"" at the end of the body.
-    ``set_sink``: an optional fast path (see :func:`_direct_sink`); a client may ignore it.
+    ``set_sink``: optional fast paths (see :func:`_direct_sinks`); a client may ignore them.
     ``close``: abort (drop the connection); ``release``: done cleanly (it may be pooled).
     ``close`` is also what ``abort_serving`` calls on ``ticket.upstream``.
     """
@@ -124,7 +139,7 @@ class UpstreamBody(Protocol):
 
     async def read_chunk(self) -> bytes: ...
 
-    def set_sink(self, sink: Callable[[bytes], bool] | None) -> None: ...
+    def set_sink(self, sink: Sink | None, framed: Sink | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -143,7 +158,7 @@ class _AiohttpBody:
     async def read_chunk(self) -> bytes:
         return await self._response.content.readany()
 
-    def set_sink(self, sink: Callable[[bytes], bool] | None) -> None:
+    def set_sink(self, sink: Sink | None, framed: Sink | None = None) -> None:
         pass  # aiohttp feeds its own StreamReader: the relay task writes every chunk
 
     def close(self) -> None:
@@ -221,7 +236,7 @@ async def relay(
                 response = web.StreamResponse(status=upstream.status, headers=out_headers)
                 await response.prepare(request)
             if response.headers.get("Transfer-Encoding") == "chunked":
-                upstream.set_sink(_direct_sink(request, tap))
+                upstream.set_sink(*_direct_sinks(request, tap))
             while chunk := await upstream.read_chunk():
                 if tap is not None:
                     tap(chunk)

@@ -57,6 +57,9 @@ class _Conn(asyncio.Protocol):
         self.sink: Callable[[bytes], bool] | None = None
         """Optional fast path: called with body data as it arrives (only while nothing is queued);
         returns False to refuse (the data is then queued for ``read_chunk`` as usual)."""
+        self.framed_sink: Callable[[bytes], bool] | None = None
+        """Faster path for chunked bodies relayed as chunked: complete, well-formed chunk frames
+        exactly as the upstream sent them (no de-chunking and re-framing); False refuses."""
         self._head_waiting = False
 
     # ------------------------------------------------------------------ protocol callbacks
@@ -76,6 +79,17 @@ class _Conn(asyncio.Protocol):
         self._wake()
 
     def data_received(self, data: bytes) -> None:
+        framed = self.framed_sink
+        if (  # the relay's hot path: whole chunk frames, forwarded as they are
+            framed is not None
+            and not self._buf
+            and self._chunk_size < 0
+            and not self._body
+            and self._state == "chunked"
+            and _whole_frames(data) == len(data)
+            and framed(data)
+        ):
+            return
         if self._state in ("idle", "done"):
             self.closed = True  # unsolicited bytes: this connection cannot be trusted any more
             if self.transport is not None:
@@ -154,6 +168,11 @@ class _Conn(asyncio.Protocol):
             out = []
             pos = 0
             size = self._chunk_size
+            framed = self.framed_sink
+            if framed is not None and size < 0 and not self._body:
+                pos = _whole_frames(buf)
+                if pos and not framed(buf if pos == len(buf) else buf[:pos]):
+                    pos = 0  # refused: de-chunk it and queue it for the relay task
             while True:
                 if size < 0:
                     eol = buf.find(b"\r\n", pos)
@@ -214,6 +233,7 @@ class _Conn(asyncio.Protocol):
     def start(self, request: bytes, head_request: bool) -> None:
         self._state = "head"
         self.sink = None
+        self.framed_sink = None
         self._buf = b""
         self._head_request = head_request
         self._chunk_size = -1
@@ -259,6 +279,32 @@ class _Conn(asyncio.Protocol):
         return self._state == "done" and not self._body
 
 
+def _whole_frames(buf: bytes) -> int:
+    """Length of the complete, strictly well-formed, non-final chunk frames at the start of ``buf``.
+
+    Strict (hex size without extensions, CRLF after the data) because these bytes are forwarded
+    verbatim; anything else is left to the lenient de-chunking parser.
+    """
+    pos = 0
+    end_of_buf = len(buf)
+    while pos < end_of_buf:
+        eol = buf.find(b"\r\n", pos, pos + 18)
+        if eol <= pos:
+            return pos
+        line = buf[pos:eol]
+        if not line.isalnum():
+            return pos
+        try:
+            size = int(line, 16)
+        except ValueError:
+            return pos
+        end = eol + 2 + size
+        if size == 0 or end + 2 > end_of_buf or buf[end : end + 2] != b"\r\n":
+            return pos
+        pos = end + 2
+    return pos
+
+
 class UpstreamResponse:
     def __init__(self, client: LeanClient, key: tuple[str, int], conn: _Conn) -> None:
         self._client = client
@@ -273,9 +319,18 @@ class UpstreamResponse:
     async def read_chunk(self) -> bytes:
         return await self._conn.read_chunk()
 
-    def set_sink(self, sink: Callable[[bytes], bool] | None) -> None:
-        """Deliver body data straight from the socket callback while ``sink`` accepts it."""
+    def set_sink(
+        self,
+        sink: Callable[[bytes], bool] | None,
+        framed: Callable[[bytes], bool] | None = None,
+    ) -> None:
+        """Deliver body data straight from the socket callback while ``sink`` accepts it.
+
+        ``framed``, for a chunked body: gets whole chunk frames as received instead (see
+        ``_Conn.framed_sink``); pieces it refuses or that are not whole frames go to ``sink``.
+        """
         self._conn.sink = sink
+        self._conn.framed_sink = framed
 
     async def read(self) -> bytes:
         parts = []
@@ -321,10 +376,9 @@ class LeanClient:
 
     async def _connect(self, key: tuple[str, int]) -> _Conn:
         loop = asyncio.get_running_loop()
-        try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(_Conn, key[0], key[1]), CONNECT_TIMEOUT
-            )
+        try:  # asyncio.timeout, not wait_for: no extra task and loop turn per new connection
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                _, conn = await loop.create_connection(_Conn, key[0], key[1])
         except (OSError, TimeoutError) as exc:
             raise UpstreamError(f"cannot connect to {key[0]}:{key[1]}: {exc}") from None
         return conn
