@@ -57,6 +57,7 @@ import aiohttp
 import yaml
 
 from llamaswap.daemon.testing import free_port_block
+from llamaswap.fidelity.plots import plot_real_fidelity
 from llamaswap.realmodel import gguf_path, llama_cpp_available
 from llamaswap.record import read_log
 from llamaswap.record.calibrate import calibrate
@@ -541,6 +542,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also simulate the calibrated profile with these seeds (e.g. 0-19) and report the "
         "swap count as a distribution (default: --seed only)",
     )
+    parser.add_argument(
+        "--figure",
+        type=Path,
+        default=None,
+        help="where to write the figure (default: <out>/real-fidelity.png)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="per-request client timeout")
     parser.add_argument(
         "--sim-only", action="store_true", help="reuse the recorded real.jsonl logs under --out"
@@ -603,8 +610,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary["schedulers"][scheduler] = row
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=_nan_safe))
+    figure = plot_real_fidelity(
+        args.out,
+        summary,
+        args.figure or args.out / "real-fidelity.png",
+        f"llamaswap + llama.cpp (SmolLM2-135M) vs simulator: {len(workload)} requests, "
+        f"{args.duration:.0f} s",
+    )
     print(json.dumps(summary["workload"]))
     print_table(summary)
+    print(f"figure: {figure}")
     return 0
 
 
