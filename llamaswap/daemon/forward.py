@@ -122,7 +122,8 @@ def sse_error(status: int, message: str) -> bytes:
 class UpstreamBody(Protocol):
     """What the relay loop needs from an upstream response, whichever client produced it.
 
-    ``read_chunk``: everything received since the last call, b"" at the end of the body.
+    ``read_chunk``: everything received since the last call, b"" at the end of the body;
+    ``finished``: nothing more will come (so the last piece can go out with the end of the body).
     ``set_sink``: optional fast paths (see :func:`_direct_sinks`); a client may ignore them.
     ``close``: abort (drop the connection); ``release``: done cleanly (it may be pooled).
     ``close`` is also what ``abort_serving`` calls on ``ticket.upstream``.
@@ -138,6 +139,9 @@ class UpstreamBody(Protocol):
     def content_length(self) -> int | None: ...
 
     async def read_chunk(self) -> bytes: ...
+
+    @property
+    def finished(self) -> bool: ...
 
     def set_sink(self, sink: Sink | None, framed: Sink | None = None) -> None: ...
 
@@ -157,6 +161,10 @@ class _AiohttpBody:
 
     async def read_chunk(self) -> bytes:
         return await self._response.content.readany()
+
+    @property
+    def finished(self) -> bool:
+        return self._response.content.at_eof()
 
     def set_sink(self, sink: Sink | None, framed: Sink | None = None) -> None:
         pass  # aiohttp feeds its own StreamReader: the relay task writes every chunk
@@ -240,8 +248,12 @@ async def relay(
             while chunk := await upstream.read_chunk():
                 if tap is not None:
                     tap(chunk)
+                if upstream.finished:  # the last piece and the end of the body in one write
+                    await response.write_eof(chunk)
+                    break
                 await response.write(chunk)
-            await response.write_eof()
+            else:
+                await response.write_eof()
             clean = True
             return response, None
         finally:

@@ -171,7 +171,9 @@ class _Conn(asyncio.Protocol):
             framed = self.framed_sink
             if framed is not None and size < 0 and not self._body:
                 pos = _whole_frames(buf)
-                if pos and not framed(buf if pos == len(buf) else buf[:pos]):
+                if buf.startswith(b"0", pos):
+                    pos = 0  # the body ends here: its last piece goes out with the terminator
+                elif pos and not framed(buf if pos == len(buf) else buf[:pos]):
                     pos = 0  # refused: de-chunk it and queue it for the relay task
             while True:
                 if size < 0:
@@ -208,8 +210,10 @@ class _Conn(asyncio.Protocol):
 
     def _push(self, data: bytes) -> None:
         sink = self.sink
-        if sink is not None and not self._body and sink(data):
+        if sink is not None and not self._body and self._state != "done" and sink(data):
             return  # delivered straight from this callback: no task wake-up for this piece
+        # (The last piece of a body is left to the relay task, which writes it together with
+        # the end of the response: one write and one wake-up of the client fewer per stream.)
         self._body.append(data)
         self._buffered += len(data)
         if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
@@ -318,6 +322,11 @@ class UpstreamResponse:
 
     async def read_chunk(self) -> bytes:
         return await self._conn.read_chunk()
+
+    @property
+    def finished(self) -> bool:
+        """The whole body has been read (the last ``read_chunk`` returned its last piece)."""
+        return self._conn.finished
 
     def set_sink(
         self,

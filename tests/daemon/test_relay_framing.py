@@ -112,3 +112,17 @@ def test_whole_frames_is_strict() -> None:
     assert _whole_frames(b"3\r\nabcX\r\n") == 0  # no CRLF after the data
     assert _whole_frames(b"g\r\n") == 0 and _whole_frames(b" 3\r\nabc\r\n") == 0
     assert _whole_frames(b"\r\n") == 0 and _whole_frames(b"") == 0
+
+
+def test_the_last_piece_is_left_to_the_relay_task_with_the_end_of_the_body() -> None:
+    """So the relay writes it and the terminating chunk at once (``write_eof(last)``)."""
+    event = b"data: {}\n\n"
+    frame = b"%x\r\n%b\r\n" % (len(event), event)
+    conn = _Conn()
+    conn._state = "chunked"
+    client = Client([])
+    conn.sink, conn.framed_sink = client.sink, client.framed
+    conn.data_received(frame)
+    conn.data_received(frame + frame + b"0\r\n\r\n")
+    assert client.out == frame  # the first read went straight out
+    assert list(conn._body) == [event + event] and conn._state == "done"
