@@ -109,6 +109,7 @@ async def test_multipart_upload_is_streamed_after_its_model_field() -> None:
         assert echo["model"] == "alpha" and echo["path"] == "/v1/audio/transcriptions"
         assert echo["body_bytes"] == len(body)
         assert echo["body_sha256"] == hashlib.sha256(body).hexdigest()
+        assert echo["content_length"] == str(len(body)), "the upload reached it chunked"
 
 
 async def test_streamed_multipart_gets_use_model_name_in_its_model_field() -> None:
@@ -130,6 +131,7 @@ async def test_streamed_multipart_gets_use_model_name_in_its_model_field() -> No
         expected = _multipart("upstream-beta", payload)
         assert echo["body_bytes"] == len(expected)
         assert echo["body_sha256"] == hashlib.sha256(expected).hexdigest()
+        assert echo["content_length"] == str(len(expected))
 
 
 async def test_raw_body_with_query_model_is_streamed_from_the_first_byte() -> None:

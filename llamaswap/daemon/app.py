@@ -202,8 +202,11 @@ class Api:
                 body = json.dumps(found.json_body).encode()
         elif model.use_model_name and content_type.lower().startswith("multipart/form-data"):
             body = replace_multipart_model(content_type, received.head, model.use_model_name)
+        body_length: int | None = None
         if not received.whole:
-            body = received.payload(body if isinstance(body, bytes) else None)
+            head = body if isinstance(body, bytes) else None
+            body_length = received.length(head)
+            body = received.payload(head)
         path = request.raw_path
         if strip_prefix and path.startswith(strip_prefix):
             path = path[len(strip_prefix) :]
@@ -226,7 +229,9 @@ class Api:
                 None,
             )
             facts = (max_tokens, bool(found.stream))
-        return await self._serve(request, runtime, model_id, url, body, loading, started, facts)
+        return await self._serve(
+            request, runtime, model_id, url, body, loading, started, facts, body_length
+        )
 
     async def _serve(
         self,
@@ -238,6 +243,7 @@ class Api:
         loading: bool,
         started: float,
         facts: tuple[int | None, bool] | None = None,
+        body_length: int | None = None,
     ) -> web.StreamResponse:
         daemon = self.daemon
         host = runtime.host
@@ -272,6 +278,8 @@ class Api:
                 status = refusal.status
                 return refusal
             headers = request_headers(request.headers)
+            if body_length is not None:  # a streamed upload keeps an exact Content-Length
+                headers["Content-Length"] = str(body_length)
             response, error_text = await relay(
                 request,
                 daemon.session,

@@ -41,6 +41,13 @@ class Body:
     def whole(self) -> bool:
         return self.rest is None
 
+    def length(self, head: bytes | None = None) -> int:
+        """Bytes the upstream will receive: the (possibly rewritten) head plus the rest.
+
+        Sent as its ``Content-Length``, so a streamed upload is not turned into a chunked one
+        (not every upstream server accepts chunked request bodies)."""
+        return len(self.head if head is None else head) + self.rest_length
+
     def payload(self, head: bytes | None = None) -> bytes | AsyncIterator[bytes]:
         """What to send upstream: the bytes, or the (possibly rewritten) head then the rest."""
         first = self.head if head is None else head

@@ -171,6 +171,7 @@ class FakeUpstream:
                 "path": request.path,
                 "query": request.query_string,
                 "content_type": request.headers.get("Content-Type", ""),
+                "content_length": request.headers.get("Content-Length"),
                 "body_bytes": size,
                 "body_sha256": digest.hexdigest(),
             }
