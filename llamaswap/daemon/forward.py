@@ -123,6 +123,7 @@ class UpstreamBody(Protocol):
     """What the relay loop needs from an upstream response, whichever client produced it.
 
     ``read_chunk``: everything received since the last call, b"" at the end of the body;
+    ``read``: the whole (rest of the) body;
     ``finished``: nothing more will come (so the last piece can go out with the end of the body).
     ``set_sink``: optional fast paths (see :func:`_direct_sinks`); a client may ignore them.
     ``close``: abort (drop the connection); ``release``: done cleanly (it may be pooled).
@@ -139,6 +140,8 @@ class UpstreamBody(Protocol):
     def content_length(self) -> int | None: ...
 
     async def read_chunk(self) -> bytes: ...
+
+    async def read(self) -> bytes: ...
 
     @property
     def finished(self) -> bool: ...
@@ -161,6 +164,9 @@ class _AiohttpBody:
 
     async def read_chunk(self) -> bytes:
         return await self._response.content.readany()
+
+    async def read(self) -> bytes:
+        return await self._response.read()
 
     @property
     def finished(self) -> bool:
@@ -229,7 +235,7 @@ async def relay(
             if response is None:
                 length = upstream.content_length
                 if not is_sse and length is not None and length <= BUFFER_LIMIT:
-                    data = await _read_all(upstream)
+                    data = await upstream.read()
                     if tap is not None:
                         tap(data)
                     clean = True
@@ -281,10 +287,3 @@ async def relay(
         return response, reason
     finally:
         ticket.upstream = None
-
-
-async def _read_all(upstream: UpstreamBody) -> bytes:
-    parts = []
-    while chunk := await upstream.read_chunk():
-        parts.append(chunk)
-    return b"".join(parts)
