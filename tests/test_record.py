@@ -11,7 +11,7 @@ from recording_host import Harness
 
 from llamaswap.core import RoutingSpec
 from llamaswap.record import EventLog, Recorder, read_log
-from llamaswap.record.calibrate import calibrate, fit_service
+from llamaswap.record.calibrate import ServiceSample, calibrate, fit_service_samples
 
 
 def test_event_log_rotates_and_reader_returns_records_oldest_first(tmp_path: Path) -> None:
@@ -99,8 +99,8 @@ def test_fit_service_recovers_known_parameters_from_noisy_samples() -> None:
     for _ in range(400):
         p, o = rng.randint(10, 4000), rng.randint(1, 600)
         true = 0.05 + p / 1500 + o / 40
-        rows.append((p, o, true * rng.uniform(0.97, 1.03)))
-    overhead, per_prompt, per_output, mape = fit_service(rows)
+        rows.append(ServiceSample(p, o, true * rng.uniform(0.97, 1.03)))
+    overhead, per_prompt, per_output, _, mape = fit_service_samples(rows)
     assert 1 / per_prompt == pytest.approx(1500, rel=0.05)
     assert 1 / per_output == pytest.approx(40, rel=0.02)
     assert overhead == pytest.approx(0.05, abs=0.03)
@@ -108,8 +108,10 @@ def test_fit_service_recovers_known_parameters_from_noisy_samples() -> None:
 
 
 def test_fit_service_never_returns_negative_coefficients() -> None:
-    rows = [(100, 10, 1.0), (200, 10, 0.9), (300, 10, 0.8), (400, 20, 1.2)]
-    overhead, per_prompt, per_output, _ = fit_service(rows)
+    rows = [
+        ServiceSample(*r) for r in [(100, 10, 1.0), (200, 10, 0.9), (300, 10, 0.8), (400, 20, 1.2)]
+    ]
+    overhead, per_prompt, per_output, _, _ = fit_service_samples(rows)
     assert overhead >= 0 and per_prompt >= 0 and per_output >= 0
 
 
@@ -229,13 +231,17 @@ def test_calibration_reconstructs_service_start_behind_upstream_slots() -> None:
         records.append({"ev": "done", "t": float(i + 1), "id": f"r{i}", "status": 200})
     naive = calibrate(records)
     sloted = calibrate(records, slots={"m": 1})
-    from llamaswap.record.calibrate import service_rows
+    from llamaswap.record.calibrate import service_samples
 
-    assert [row[2] for row in service_rows(sloted.requests, {"m": 1})["m"]] == [1.0, 1.0, 1.0]
-    assert [row[2] for row in service_rows(naive.requests)["m"]] == [1.0, 2.0, 3.0]
+    assert [s.service for s in service_samples(sloted.requests, {"m": 1})["m"]] == [1.0, 1.0, 1.0]
+    assert [s.service for s in service_samples(naive.requests)["m"]] == [1.0, 2.0, 3.0]
     assert sloted.fits["m"].mape < 1e-6
-    two_slots = service_rows(sloted.requests, {"m": 2})["m"]
-    assert [row[2] for row in two_slots] == [1.0, 2.0, 2.0]  # r2 starts when r0 frees a slot at t=1
+    two_slots = service_samples(sloted.requests, {"m": 2})["m"]
+    assert [s.service for s in two_slots] == [
+        1.0,
+        2.0,
+        2.0,
+    ]  # r2 starts when r0 frees a slot at t=1
 
 
 def test_calibrated_profile_carries_the_service_noise_the_formula_cannot_explain() -> None:

@@ -246,12 +246,6 @@ def _mape(predicted: np.ndarray, service: np.ndarray) -> float:
     return float(np.mean(np.abs(predicted[mask] - service[mask]) / service[mask]))
 
 
-def fit_service(rows: list[tuple[float, float, float]]) -> tuple[float, float, float, float]:
-    """Fit (overhead, seconds per prompt token, seconds per output token) >= 0; return them and MAPE."""
-    fit = fit_service_samples([ServiceSample(p, o, s) for p, o, s, *_ in rows])
-    return fit.overhead, fit.per_prompt, fit.per_output, fit.mape
-
-
 def fit_service_samples(samples: list[ServiceSample]) -> ServiceFit:
     """The formula's coefficients (all >= 0), with the warm-up term when the log can separate it."""
     data = np.array([(s.prompt, s.output, s.service, float(s.first)) for s in samples], dtype=float)
@@ -266,16 +260,6 @@ def fit_service_samples(samples: list[ServiceSample]) -> ServiceFit:
     return ServiceFit(
         float(coef[0]), float(coef[1]), float(coef[2]), warm, _mape(predicted, service)
     )
-
-
-def service_rows(
-    requests: Iterable[RequestRecord], slots: Mapping[str, int] | None = None
-) -> dict[str, list[tuple[float, float, float]]]:
-    """(prompt, output, service seconds) per model (see :func:`service_samples`)."""
-    return {
-        model: [(s.prompt, s.output, s.service) for s in samples]
-        for model, samples in service_samples(requests, slots).items()
-    }
 
 
 def service_samples(
