@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+import deadline_reference as dref
 import run_evaluation as rv
 import workloads as wl
 
-from llamaswap.timing import TimingProfile
+from llamaswap.timing import Distribution, TimingProfile
 from sim.trace import Trace
 
 
@@ -70,3 +71,39 @@ def test_a_cell_with_failed_requests_stops_the_run() -> None:
     )
     with pytest.raises(RuntimeError, match="only 0 of 2 requests completed"):
         rv.run_cell(broken, setting, 0.5, "fifo")
+
+
+def _one_slot() -> dref.OneSlotTrace:
+    # A needs 10 s at t=0 and t=5; B needs 1 s at t=1. Loads take 2 s.
+    return dref.OneSlotTrace(
+        np.array([0.0, 1.0, 5.0]), np.array([10.0, 1.0, 10.0]), np.array([0, 1, 0])
+    )
+
+
+def test_one_slot_fifo_serves_the_resident_model_while_it_has_work() -> None:
+    # Load A (0-2), A (2-12), A again (12-22) while B waits, load B (22-24): B waits 23 s.
+    out = _one_slot().run(Distribution("constant", 2.0), seed=1, policy="fifo")
+    assert out == dref.Outcome(max_wait=23.0, p99_latency=pytest.approx(23.9, abs=0.1), swaps=2)
+
+
+def test_one_slot_planner_switches_when_a_deadline_would_be_missed() -> None:
+    # At t=12 a second A request would end at 22, and B's load at 24, past B's deadline 1 + 15:
+    # load B (12-14), serve it (wait 13), load A (15-17), serve it (wait 12).
+    out = _one_slot().run(
+        Distribution("constant", 2.0), seed=1, policy="planned", deadline=15.0, exact=True
+    )
+    assert (out.max_wait, out.swaps) == (13.0, 3)
+    # With a generous deadline it keeps batching like fifo.
+    lax = _one_slot().run(
+        Distribution("constant", 2.0), seed=1, policy="planned", deadline=60.0, exact=True
+    )
+    assert (lax.max_wait, lax.swaps) == (23.0, 2)
+
+
+def test_one_slot_reference_picks_the_best_deadline_within_the_swap_budget() -> None:
+    ref = dref.reference(_one_slot(), Distribution("constant", 2.0), seed=1, max_wait=60.0)
+    assert ref["fifo"]["swaps"] == 2
+    oracle = ref["planned (exact, best W)"]
+    # Only W values whose swaps stay within 1.1 x fifo's (2 here) count: none of them switches.
+    assert oracle["swaps"] <= 1.1 * ref["fifo"]["swaps"]
+    assert oracle["max_wait"] == 23.0
