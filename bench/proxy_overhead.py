@@ -43,7 +43,7 @@ from typing import NamedTuple
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llamaswap.daemon.testing import free_port_block  # noqa: E402
+from llamaswap.daemon.testing import free_port_block, serve_argv  # noqa: E402
 
 JSON_BODY = (
     '{"id":"x","object":"chat.completion","created":1,"model":"bench","choices":[{"index":0,'
@@ -342,16 +342,7 @@ models:
             daemon_log = open(tmp / "daemon.log", "wb")  # noqa: SIM115
             procs.append(
                 subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "llamaswap",
-                        "serve",
-                        "--config",
-                        str(config),
-                        "--listen",
-                        f"127.0.0.1:{daemon_port}",
-                    ],
+                    serve_argv(config, daemon_port),
                     stdout=daemon_log,
                     stderr=subprocess.STDOUT,
                 )

@@ -56,7 +56,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from llamaswap.daemon.testing import free_port_block
+from llamaswap.daemon.testing import env_with_venv_on_path, free_port_block, serve_argv
 from llamaswap.fidelity.plots import plot_real_fidelity
 from llamaswap.realmodel import gguf_path, llama_cpp_available
 from llamaswap.record import read_log
@@ -239,25 +239,12 @@ def run_real(workload: Sequence[Item], scheduler: str, out: Path, timeout: float
     log_path = out / "real.jsonl"
     for old in [log_path, *out.glob("real.jsonl.*")]:
         old.unlink(missing_ok=True)
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     with (out / "daemon.log").open("wb") as daemon_log:
         daemon = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llamaswap",
-                "serve",
-                "--config",
-                str(config),
-                "--listen",
-                f"127.0.0.1:{base_port}",
-                "--record",
-                str(log_path),
-            ],
+            serve_argv(config, base_port, "--record", str(log_path)),
             stdout=daemon_log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=env_with_venv_on_path(),
         )
     base = f"http://127.0.0.1:{base_port}"
     try:

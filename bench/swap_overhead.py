@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llamaswap.daemon.testing import free_port_block  # noqa: E402
+from llamaswap.daemon.testing import free_port_block, serve_argv  # noqa: E402
 
 
 def first_byte(port: int, body: dict[str, object]) -> tuple[float, int]:
@@ -58,16 +58,7 @@ models:
 """
         )
         daemon = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llamaswap",
-                "serve",
-                "--config",
-                str(config),
-                "--listen",
-                f"127.0.0.1:{base}",
-            ],
+            serve_argv(config, base),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

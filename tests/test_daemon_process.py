@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from llamaswap.daemon.testing import fake_cmd, free_port_block, pid_alive
+from llamaswap.daemon.testing import fake_cmd, free_port_block, pid_alive, serve_argv
 
 pytestmark = pytest.mark.daemon
 
@@ -80,18 +80,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     config = tmp_path / "config.yaml"
     _write_config(config, {"one": fake_cmd(decode_tps=50), "two": fake_cmd()}, base + 1)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llamaswap",
-            "serve",
-            "--config",
-            str(config),
-            "--listen",
-            f"127.0.0.1:{base}",
-            "--drain-timeout",
-            "10",
-        ],
+        serve_argv(config, base, "--drain-timeout", "10"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

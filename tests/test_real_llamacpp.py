@@ -32,7 +32,12 @@ import openai
 import pytest
 import yaml
 
-from llamaswap.daemon.testing import free_port_block, pid_alive
+from llamaswap.daemon.testing import (
+    env_with_venv_on_path,
+    free_port_block,
+    pid_alive,
+    serve_argv,
+)
 from llamaswap.realmodel import gguf_path, llama_cpp_available
 
 pytestmark = [
@@ -116,25 +121,13 @@ def start_daemon(tmp_path: Path, data: dict[str, Any], listen_port: int) -> Real
     config = tmp_path / f"config-{listen_port}.yaml"
     config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     log_path = tmp_path / f"daemon-{listen_port}.log"
-    env = dict(os.environ)
-    # The operator's setup from docs/real-llamacpp.md: the venv's bin first on PATH (the example's
-    # `python3` macro resolves there).
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llamaswap",
-                "serve",
-                "--config",
-                str(config),
-                "--listen",
-                f"127.0.0.1:{listen_port}",
-            ],
+            serve_argv(config, listen_port),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=env,
+            # The venv's bin first on PATH: the example's `python3` macro resolves there.
+            env=env_with_venv_on_path(),
             cwd=tmp_path,
         )
     daemon = RealDaemon(proc, f"http://127.0.0.1:{listen_port}", log_path)

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from llamaswap.daemon.testing import fake_cmd, make_config, running_daemon
+from llamaswap.daemon.testing import fake_cmd, make_config, running_daemon, serve_argv
 from llamaswap.record import EventLog, Recorder, read_log
 from llamaswap.record.meta import spec_from_meta, spec_meta
 
@@ -123,18 +123,7 @@ def test_serve_record_flag_writes_a_log_that_replays(tmp_path: Path) -> None:
     )
     log_path = tmp_path / "rec" / "events.jsonl"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llamaswap",
-            "serve",
-            "--config",
-            str(config),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--record",
-            str(log_path),
-        ],
+        serve_argv(config, port, "--record", str(log_path)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

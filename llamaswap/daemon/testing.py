@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from llamaswap.config import Config, parse_config
@@ -36,6 +37,32 @@ def free_port_block(count: int, start: int = 20000, stop: int = 60000) -> int:
             for sock in socks:
                 sock.close()
     raise RuntimeError(f"no block of {count} free ports found")
+
+
+def serve_argv(config: str | os.PathLike[str], listen_port: int, *extra: str) -> list[str]:
+    """``llamaswap serve`` with this interpreter on ``127.0.0.1:listen_port``, then ``extra``."""
+    return [
+        sys.executable,
+        "-m",
+        "llamaswap",
+        "serve",
+        "--config",
+        str(config),
+        "--listen",
+        f"127.0.0.1:{listen_port}",
+        *extra,
+    ]
+
+
+def env_with_venv_on_path() -> dict[str, str]:
+    """This process's environment with the interpreter's bin directory (the venv's) first on PATH.
+
+    The operator's setup from docs/real-llamacpp.md: config commands such as ``python3`` resolve
+    there.
+    """
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
 
 
 def fake_cmd(

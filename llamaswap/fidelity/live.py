@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from llamaswap.daemon.testing import free_port_block
+from llamaswap.daemon.testing import free_port_block, serve_argv
 from llamaswap.timing import TimingProfile
 from sim.trace import Trace
 
@@ -133,18 +133,7 @@ async def live_daemon(
     url = f"http://127.0.0.1:{port}"
     stderr = (out / "daemon.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "llamaswap",
-        "serve",
-        "--config",
-        str(config_path),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--record",
-        str(log_path),
-        "--drain-timeout",
-        "5",
+        *serve_argv(config_path, port, "--record", str(log_path), "--drain-timeout", "5"),
         stdout=stderr,
         stderr=stderr,
         start_new_session=True,
