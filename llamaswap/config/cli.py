@@ -12,6 +12,7 @@ import sys
 from typing import Any, TextIO
 
 from llamaswap.config.model import Config, ConfigError
+from llamaswap.record.meta import group_fields
 
 
 def summary(config: Config) -> dict[str, Any]:
@@ -23,16 +24,7 @@ def summary(config: Config) -> dict[str, Any]:
         "scheduler_settings": config.scheduler_settings,
         "health_check_timeout": config.health_check_timeout,
         "preload": list(config.preload),
-        "groups": [
-            {
-                "name": g.name,
-                "members": list(g.members),
-                "swap": g.swap,
-                "exclusive": g.exclusive,
-                "persistent": g.persistent,
-            }
-            for g in config.groups
-        ],
+        "groups": [group_fields(g) for g in config.groups],
         "models": {
             mid: {
                 "cmd": list(m.cmd),
