@@ -397,6 +397,10 @@ def test_request_for_an_aborted_load_starts_a_fresh_one() -> None:
         ({"priority": ["A"]}, "batch-aging.priority: must map model ids"),
         ({"loadCost": {"A": -2}}, "batch-aging.loadCost.A: must be a finite number of seconds"),
         ({"loadCost": {"A": True}}, "batch-aging.loadCost.A"),
+        ({"slots": 0}, "batch-aging.slots: must be a whole number of slots >= 1, got 0"),
+        ({"slots": 1.5}, "batch-aging.slots: must be a whole number of slots"),
+        ({"slots": {"A": True}}, "batch-aging.slots.A: must be a whole number of slots"),
+        ({"slots": {"Z": 1}}, "batch-aging.slots.Z: no such model"),
     ],
 )
 def test_bad_settings_name_the_key_and_say_why(settings: dict[str, Any], message: str) -> None:
@@ -412,6 +416,14 @@ def test_settings_defaults_and_values() -> None:
     assert parsed.priority == {"A": 2}
     assert parsed.load_cost == {"A": 3.0}
     assert BatchAgingSettings.parse({}, ["A"]).max_wait == 60.0
+    assert not BatchAgingSettings.parse({}, ["A"]).planned
+    assert BatchAgingSettings.parse({"slots": 2}, ["A", "B"]).slots == {"A": 2, "B": 2}
+    assert BatchAgingSettings.parse({"slots": {"A": 1, "B": 4}}, ["A", "B"]).planned
+
+
+def test_slots_as_a_map_must_name_every_model() -> None:
+    with pytest.raises(ValueError, match=r"batch-aging\.slots: give every model .*missing: B"):
+        BatchAgingSettings.parse({"slots": {"A": 1}}, ["A", "B"])
 
 
 def test_urgency_drains_only_what_its_load_evicts() -> None:
@@ -442,3 +454,84 @@ def test_urgency_drains_only_what_its_load_evicts() -> None:
     h.finish("a0")
     assert loads(h)[-1] == "B"
     assert h.state("C") == "ready"
+
+
+# ---------------------------------------------------------------------- planned switches (slots)
+
+
+def test_slots_hand_the_upstream_at_most_its_window_and_keep_the_rest_queued() -> None:
+    h = harness("A", "B", slots=2, minResident=0)
+    for i in range(5):
+        h.request(f"a{i}", "A")
+    ready_now(h, "A")
+    assert h.host.granted_ids() == ["a0", "a1"], "a finished load's waiters go through the window"
+    assert [r.id for r in h.host.queue] == ["a2", "a3", "a4"]
+    h.advance(1.0)
+    h.finish("a0")
+    assert h.host.granted_ids() == ["a0", "a1", "a2"], "a freed slot takes the oldest next"
+    h.request("a5", "A")
+    assert h.host.granted_ids()[-1] == "a2", "a ready model with a full window queues new work"
+
+
+def test_plan_switches_before_a_waiting_model_would_miss_max_wait() -> None:
+    """One slot, 4 s services, loads cost 2 s, maxWait 10 s: A keeps serving while b0 can still
+    start within 10 s of its arrival, and yields the slot at the last moment that allows it."""
+    h = harness("A", "B", slots=1, maxWait=10.0, minResident=0, loadCost={"A": 2.0, "B": 2.0})
+    h.request("a0", "A")
+    ready_now(h, "A")
+    scheduler(h)._service_estimate["A"] = 4.0
+    scheduler(h)._service_estimate["B"] = 4.0
+    h.advance(0.5)
+    h.request("b0", "B")  # t=0.5: its deadline is 10.5
+    h.advance(0.5)
+    for i in range(1, 6):
+        h.request(f"a{i}", "A")  # t=1, after b0
+    h.advance(3.0)
+    h.finish("a0")  # t=4: one more A (ends 8) + B's load (2) = 10 <= 10.5: stay
+    assert h.host.granted_ids() == ["a0", "a1"]
+    assert loads(h) == ["A"]
+    h.advance(4.0)
+    h.finish("a1")  # t=8: one more A would end at 12, B would start at 14 > 10.5: switch now
+    assert h.host.granted_ids() == ["a0", "a1"], "no new A request overtakes b0"
+    assert loads(h) == ["A", "B"]
+    ready_now(h, "B")
+    assert h.host.granted_ids()[-1] == "b0"
+    assert h.clock.now() - 0.5 == 7.5, "b0 started 7.5 s after it arrived, within maxWait"
+    assert scheduler(h).snapshot()["plan_limit"] == 10.0
+
+
+def test_plan_limit_rises_to_the_longest_wait_seen() -> None:
+    """Once a wait longer than maxWait happened, the plan aims at that wait, so an unreachable
+    maxWait does not turn the policy into a load per request."""
+    h = harness("A", "B", slots=1, maxWait=1.0, minResident=0, loadCost={"A": 2.0, "B": 2.0})
+    h.request("a0", "A")
+    h.request("a1", "A")
+    h.advance(5.0)
+    ready_now(h, "A")  # a0 waited 5 s for its grant
+    assert scheduler(h).plan_limit() == 5.0
+
+
+def test_plan_leaves_the_resident_alone_when_its_own_request_is_the_oldest() -> None:
+    h = harness("A", "B", slots=1, maxWait=1.0, minResident=0, loadCost={"A": 5.0, "B": 5.0})
+    h.request("a0", "A")
+    h.request("a1", "A")
+    ready_now(h, "A")
+    h.request("b0", "B")
+    h.advance(30.0)
+    h.finish("a0")  # b0 is late, but a1 arrived first: serve it
+    assert h.host.granted_ids() == ["a0", "a1"]
+    assert loads(h) == ["A"]
+
+
+def test_a_model_with_queued_work_is_drained_only_for_the_planned_claim() -> None:
+    """Between two of A's requests its window is momentarily empty: a waiting model whose plan
+    has not failed must not evict A while A still holds queued requests."""
+    h = harness("A", "B", slots=1, maxWait=100.0, minResident=0, loadCost={"A": 1.0, "B": 1.0})
+    for i in range(3):
+        h.request(f"a{i}", "A")
+    ready_now(h, "A")
+    h.request("b0", "B")
+    h.advance(1.0)
+    h.finish("a0")
+    assert h.host.granted_ids() == ["a0", "a1"]
+    assert loads(h) == ["A"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
@@ -44,6 +45,8 @@ class CheckingHost(RecordingHost):
 
     router: Router | None = None
     limits: dict[str, int] = {}
+    slots: dict[str, int] = {}
+    """Per model, the window ``slots`` allows (empty: no window)."""
     violations: list[str]
 
     def observe(self, observation: Observation) -> None:
@@ -83,6 +86,8 @@ class World:
         self.host = CheckingHost()
         self.host.violations = []
         self.host.limits = {m: s.limit() for m, s in self.spec.models.items()}
+        window = self.spec.settings_for("batch-aging").get("slots")
+        self.host.slots = {m: window for m in self.spec.models} if window else {}
         self.clock = ManualClock()
         self.router = Router(self.spec, self.host, self.clock)
         self.host.router = self.router
@@ -121,6 +126,12 @@ class World:
         for model, gen in host.killed[self._seen["killed"] :]:
             self._seen["killed"] += 1
             self.at(now, ProcessExited(model, gen, "killed"))
+        if host.slots:
+            for model, count in Counter(self.router.in_flight().values()).items():
+                if count > host.slots[model]:
+                    host.violations.append(
+                        f"{model}: {count} in flight > slots {host.slots[model]}"
+                    )
         for request in host.granted[self._seen["granted"] :]:
             self._seen["granted"] += 1
             self.granted_at[request.id] = now
@@ -194,6 +205,7 @@ jobs_strategy = st.lists(
     fail_loads=st.sets(st.integers(0, 10), max_size=3),
     unload_at=st.one_of(st.none(), st.floats(0.0, 200.0)),
     shutdown_at=st.one_of(st.none(), st.floats(0.0, 400.0)),
+    slots=st.one_of(st.none(), st.integers(1, 3)),
 )
 def test_safety_every_request_answered_once_no_leaks_no_busy_eviction_within_limits(
     jobs: list[tuple[str, float, float, float | None]],
@@ -205,7 +217,9 @@ def test_safety_every_request_answered_once_no_leaks_no_busy_eviction_within_lim
     fail_loads: set[int],
     unload_at: float | None,
     shutdown_at: float | None,
+    slots: int | None,
 ) -> None:
+    """Also with planned switches (``slots``): never more than ``slots`` requests in flight."""
     groups: tuple[GroupSpec, ...] = ()
     if grouping == "pair":
         groups = (GroupSpec("pair", ("A", "B")), GroupSpec("solo", ("C",), exclusive=False))
@@ -216,7 +230,11 @@ def test_safety_every_request_answered_once_no_leaks_no_busy_eviction_within_lim
         groups=groups,
         scheduler="batch-aging",
         scheduler_settings={
-            "batch-aging": {"maxWait": max_wait, "minResident": min_resident},
+            "batch-aging": {
+                "maxWait": max_wait,
+                "minResident": min_resident,
+                **({"slots": slots} if slots else {}),
+            },
         },
     )
     world = World(spec, dict(zip(MODELS, loads, strict=True)), fail_loads)

@@ -24,6 +24,17 @@ pays a load for every model change. This policy keeps fifo's batching and adds f
 With ``maxWait`` very large, ``switchRatio`` 0 and no residency, it batches exactly like fifo;
 only the order in which waiting models get loaded differs (response ratio instead of arrival).
 
+**Planned switches** (``slots``: the upstream's parallel slots, one number or one per model). The
+scheduler then hands a model's upstream at most ``slots`` requests at a time and keeps the rest,
+so a switch can still overtake them, and it plans each switch instead of reacting to ``maxWait``:
+the resident model takes one more request only while every model its load would evict for, taken
+in deadline order and each paying its load cost and one service, can still start its oldest
+request within ``limit`` of its arrival. ``limit`` is ``maxWait``, or the longest wait any request
+has had so far when that is longer: once a burst has made ``maxWait`` unreachable, planning
+against it would load a model per request, and the box would fall further behind. When the plan
+fails, the model with the oldest request goes next. Waiting models go in order of their oldest
+request (the order the plan assumes), and ``switchRatio`` is not used. Residency still holds.
+
 Load cancellation: a load nobody waits for any more is aborted when another model has queued
 work, and allowed to finish otherwise. Every timer goes through ``Effects.call_at``.
 """
@@ -72,6 +83,12 @@ class BatchAgingSettings:
     switch_ratio: float = DEFAULTS["switchRatio"]
     priority: Mapping[str, int] = field(default_factory=dict)
     load_cost: Mapping[str, float] = field(default_factory=dict)
+    slots: Mapping[str, int] = field(default_factory=dict)
+    """Empty, or every model's upstream slot count (planned switches, see the module docstring)."""
+
+    @property
+    def planned(self) -> bool:
+        return bool(self.slots)
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any], models: Sequence[str]) -> BatchAgingSettings:
@@ -79,7 +96,7 @@ class BatchAgingSettings:
         where = f"routing.scheduler.settings.{NAME}"
         if not isinstance(raw, Mapping):
             raise ValueError(f"{where}: must be a mapping, got {type(raw).__name__}")
-        known = {*DEFAULTS, "priority", "loadCost"}
+        known = {*DEFAULTS, "priority", "loadCost", "slots"}
         for key in raw:
             if key not in known:
                 raise ValueError(
@@ -134,6 +151,7 @@ class BatchAgingSettings:
                 )
             load_cost[str(model)] = float(value)
         return cls(
+            slots=_parse_slots(raw.get("slots"), models, where),
             max_wait=seconds("maxWait", positive=True),
             min_resident=seconds("minResident", positive=False),
             residency_per_load=seconds("residencyPerLoad", positive=False),
@@ -143,6 +161,32 @@ class BatchAgingSettings:
             priority=priority,
             load_cost=load_cost,
         )
+
+
+def _parse_slots(value: Any, models: Sequence[str], where: str) -> dict[str, int]:
+    """``slots``: absent, one count for every model, or a count for each model."""
+
+    def count(raw: Any, key: str) -> int:
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+            raise ValueError(f"{where}.{key}: must be a whole number of slots >= 1, got {raw!r}")
+        return raw
+
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        return {m: count(value, "slots") for m in models}
+    slots: dict[str, int] = {}
+    for model, raw in value.items():
+        if str(model) not in models:
+            raise ValueError(f"{where}.slots.{model}: no such model is configured")
+        slots[str(model)] = count(raw, f"slots.{model}")
+    missing = sorted(set(models) - set(slots))
+    if missing:
+        raise ValueError(
+            f"{where}.slots: give every model its slot count (or one number for all); "
+            f"missing: {', '.join(missing)}"
+        )
+    return slots
 
 
 @dataclass
@@ -174,6 +218,8 @@ class BatchAgingScheduler:
         self._timer_when = math.inf
         self._timer_seq = 0
         self._stopped = False
+        self._longest_wait = 0.0
+        """The longest a request has waited for its grant so far (the plan's floor under limit)."""
 
     # ------------------------------------------------------------------ events
 
@@ -214,11 +260,17 @@ class BatchAgingScheduler:
             if error is None:
                 self._observe(self._load_estimate, model, now - swap.started)
                 self._resident_since[model] = now
-            for waiter in swap.waiters:
+            waiters = swap.waiters
+            if error is None:
+                waiters = self._within_window(model, waiters)
+            for waiter in waiters:
                 if error is None:
                     self._grant(waiter)
                 else:
                     self._fail(waiter, load_failed(model, error))
+            if len(waiters) < len(swap.waiters) and not self._pump():
+                self._publish_queue()  # the window sent some waiters back to the line
+                return
         self._pump()
 
     def on_serve_done(self, request: Request) -> None:
@@ -279,6 +331,7 @@ class BatchAgingScheduler:
             "urgent": self._urgent(now),
             "claims": self._ranked(now, set(self._effects.running_models()) | set(self._active))[1],
             "load_estimate": {m: self.load_cost(m) for m in sorted(self._load_estimate)},
+            **({"plan_limit": self.plan_limit()} if self.settings.planned else {}),
         }
 
     # ------------------------------------------------------------------ estimates and ranking
@@ -337,13 +390,53 @@ class BatchAgingScheduler:
         return tuple(self._swapper.eviction_for(model, sorted(present - {model})))
 
     def _urgent(self, now: float) -> list[str]:
-        """Waiting models whose oldest request has waited ``maxWait``, oldest first."""
+        """Waiting models whose oldest request has waited ``maxWait``, oldest first; with planned
+        switches, the models whose plan failed."""
+        if self.settings.planned:
+            return self._plan_failures(now)
         due = [
             (queue[0].arrival, model)
             for model, queue in self._queues.items()
             if queue and now - queue[0].arrival >= self.settings.max_wait
         ]
         return [model for _, model in sorted(due)]
+
+    def plan_limit(self) -> float:
+        """The planned wait: ``maxWait``, or the longest wait so far when that is longer."""
+        return max(self.settings.max_wait, self._longest_wait)
+
+    def _plan_failures(self, now: float) -> list[str]:
+        """For each ready model with queued work: if taking one more request would make some model
+        its load would evict for miss ``arrival + plan_limit`` (visits in deadline order, each a
+        load and one service), the waiting model with the oldest request, when that is not its own.
+        """
+        present = set(self._effects.running_models()) | set(self._active)
+        limit = self.plan_limit()
+        failures: list[tuple[float, str]] = []
+        for resident in sorted(self._effects.running_models()):
+            queue = self._queues.get(resident)
+            if not queue or self._effects.model_state(resident) is not ProcessState.READY:
+                continue
+            heads = sorted(
+                (q[0].arrival, m)
+                for m, q in self._queues.items()
+                if q and m != resident and resident in self._eviction(m, present)
+            )
+            if not heads or heads[0][0] >= queue[0].arrival:
+                continue
+            when = (
+                now
+                + (self._in_flight[resident] + 1)
+                * self.service_time(resident)
+                / self.settings.slots[resident]
+            )
+            for arrived, model in heads:
+                when += self.load_cost(model)
+                if when > arrived + limit:
+                    failures.append(heads[0])
+                    break
+                when += self.service_time(model)
+        return [model for _, model in sorted(set(failures))]
 
     def _ranked(self, now: float, present: set[str]) -> tuple[list[str], list[str]]:
         """(every waiting model in service order, the models that claim the GPU now).
@@ -359,16 +452,17 @@ class BatchAgingScheduler:
             for m, q in self._queues.items()
             if q and m not in urgent
         }
+        planned = self.settings.planned
         rest = sorted(
             ratios,
             key=lambda m: (
                 -self.settings.priority.get(m, 0),
-                -ratios[m],
+                0.0 if planned else -ratios[m],
                 self._queues[m][0].arrival,
                 m,
             ),
         )
-        switch = self.settings.switch_ratio
+        switch = 0.0 if planned else self.settings.switch_ratio
         due = [m for m in rest if switch and ratios[m] >= switch and self._load_for(m, present) > 0]
         return urgent + rest, urgent + due
 
@@ -416,13 +510,14 @@ class BatchAgingScheduler:
             if self._collides(model, evict):
                 continue
             if self._effects.model_state(model) is ProcessState.READY and not evict:
-                for request in self._take(model):
+                granted = self._take(model, self._room(model))
+                for request in granted:
                     self._grant(request)
-                changed = True
+                changed = changed or bool(granted)
                 continue
             if head is not None and model != head and self._delays(model, head, evict, present):
                 continue
-            if any(self._in_flight[m] > 0 or self._protected(m, now) for m in evict):
+            if any(self._busy(m, now, drained=m in blocked) for m in evict):
                 continue
             self._active[model] = _Swap(evict, now, self._take(model))
             present.add(model)
@@ -434,6 +529,15 @@ class BatchAgingScheduler:
         if changed:
             self._publish_queue()
         return changed
+
+    def _busy(self, model: str, now: float, drained: bool) -> bool:
+        """May not be evicted now: serving, protected, or (unless drained for the head claim)
+        holding queued requests of its own behind its window."""
+        return (
+            self._in_flight[model] > 0
+            or self._protected(model, now)
+            or (not drained and bool(self._queues.get(model)))
+        )
 
     def _delays(self, model: str, head: str, evict: tuple[str, ...], present: set[str]) -> bool:
         """Would loading ``model`` now push back the urgent ``head``?"""
@@ -464,7 +568,7 @@ class BatchAgingScheduler:
         ratio reaches ``switchRatio``, or a residency ends."""
         when = math.inf
         for model, queue in self._queues.items():
-            if queue:
+            if queue and not self.settings.planned:
                 due = queue[0].arrival + self.settings.max_wait
                 if due > now:
                     when = min(when, due)
@@ -492,10 +596,33 @@ class BatchAgingScheduler:
 
     # ------------------------------------------------------------------ bookkeeping and answers
 
-    def _take(self, model: str) -> list[Request]:
-        queue = self._queues.pop(model, deque())
-        self._arrival_sum.pop(model, None)
-        return list(queue)
+    def _room(self, model: str) -> int | None:
+        """How many more requests the model's upstream may have now (None: no window)."""
+        slots = self.settings.slots.get(model)
+        return None if slots is None else max(slots - self._in_flight[model], 0)
+
+    def _take(self, model: str, limit: int | None = None) -> list[Request]:
+        """The model's queued requests, oldest first: all of them, or at most ``limit``."""
+        queue = self._queues.get(model)
+        if queue is None:
+            return []
+        if limit is None or limit >= len(queue):
+            del self._queues[model]
+            self._arrival_sum.pop(model, None)
+            return list(queue)
+        taken = [queue.popleft() for _ in range(limit)]
+        self._arrival_sum[model] -= sum(r.arrival for r in taken)
+        return taken
+
+    def _within_window(self, model: str, waiters: list[Request]) -> list[Request]:
+        """A finished load's waiters that fit the window; the rest go back to the queue's front."""
+        room = self._room(model)
+        if room is None or len(waiters) <= room:
+            return waiters
+        rest = waiters[room:]
+        self._queues.setdefault(model, deque()).extendleft(reversed(rest))
+        self._arrival_sum[model] = self._arrival_sum.get(model, 0.0) + sum(r.arrival for r in rest)
+        return waiters[:room]
 
     def _forget(self, request: Request) -> None:
         self._arrival_sum[request.model] = (
@@ -519,9 +646,11 @@ class BatchAgingScheduler:
         estimates[model] = seconds if old is None else (1 - _EWMA) * old + _EWMA * seconds
 
     def _grant(self, request: Request) -> None:
+        now = self._effects.now()
+        self._longest_wait = max(self._longest_wait, now - request.arrival)
         if self._effects.grant_serve(request):
             self._in_flight[request.model] += 1
-            self._granted[request] = self._effects.now()
+            self._granted[request] = now
         else:
             self._admission.release(request.model)
 
