@@ -19,6 +19,14 @@ def test_batch_aging_settings_with_aliases_resolve_to_real_model_ids() -> None:
     )
     settings = config.scheduler_settings["batch-aging"]
     assert settings["priority"] == {"big": 2}
+    slots = parse_config(_config({"slots": {"b": 1, "small": 4}}), require_cmd=False)
+    assert slots.scheduler_settings["batch-aging"]["slots"] == {"big": 1, "small": 4}
+    assert (
+        parse_config(_config({"slots": 2}), require_cmd=False).scheduler_settings["batch-aging"][
+            "slots"
+        ]
+        == 2
+    )
     assert settings["loadCost"] == {"small": 1.5}
     assert config.routing_spec().scheduler == "batch-aging"
 
@@ -32,6 +40,9 @@ def test_batch_aging_settings_with_aliases_resolve_to_real_model_ids() -> None:
         ),
         ({"maxWait": "soon"}, r"batch-aging\.maxWait: must be a number of seconds"),
         ({"surprise": 1}, r"batch-aging\.surprise: unknown setting"),
+        ({"slots": 0}, r"batch-aging\.slots: must be a whole number of slots >= 1"),
+        ({"slots": {"big": 1}}, r"batch-aging\.slots: give every model its slot count"),
+        ({"slots": {"nope": 1}}, r"batch-aging\.slots\.nope: unknown model"),
         ({"priority": {"nope": 1}}, r"batch-aging\.priority\.nope: unknown model"),
         (
             {"loadCost": {"big": -1}},

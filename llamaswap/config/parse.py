@@ -151,7 +151,7 @@ def build_config(
         return name if name in models else aliases.get(name)
 
     groups = parse_groups(ctx, data, models, aliases)
-    scheduler, scheduler_settings = parse_scheduler(ctx, data, resolve)
+    scheduler, scheduler_settings = parse_scheduler(ctx, data, resolve, sorted(models))
     preload = _preload(ctx, data, resolve)
 
     return Config(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from llamaswap.config.model import DEFAULT_SCHEDULER, ConfigError, ModelConfig
@@ -108,7 +108,7 @@ def parse_groups(
 
 
 def parse_scheduler(
-    ctx: Ctx, data: Mapping[str, Any], resolve: Resolver
+    ctx: Ctx, data: Mapping[str, Any], resolve: Resolver, model_ids: Sequence[str]
 ) -> tuple[str, dict[str, Any]]:
     routing = as_mapping(opt(data, "routing"), "routing")
     sched = as_mapping(opt(routing, "scheduler"), "routing.scheduler")
@@ -133,7 +133,7 @@ def parse_scheduler(
         if sname == "fifo":
             body = _fifo_settings(ctx, body, path, resolve)
         elif sname == BATCH_AGING:
-            body = _batch_aging_settings(body, path, resolve)
+            body = _batch_aging_settings(body, path, resolve, model_ids)
         settings[sname] = body
     return name, settings
 
@@ -166,16 +166,18 @@ def _fifo_settings(ctx: Ctx, body: dict[str, Any], path: str, resolve: Resolver)
     return out
 
 
-def _batch_aging_settings(body: dict[str, Any], path: str, resolve: Resolver) -> dict[str, Any]:
+def _batch_aging_settings(
+    body: dict[str, Any], path: str, resolve: Resolver, model_ids: Sequence[str]
+) -> dict[str, Any]:
     """Resolve aliases in the per-model maps, then let the policy validate every value at load time.
 
     Validating here (not only when the router is built) turns a bad value into a config error that
     names the key, so ``check-config`` catches it and a reload keeps the old config running.
     """
     out = dict(body)
-    for key in ("priority", "loadCost"):
+    for key in ("priority", "loadCost", "slots"):
         raw = opt(body, key)
-        if raw is None:
+        if raw is None or (key == "slots" and not isinstance(raw, Mapping)):
             continue
         resolved: dict[str, Any] = {}
         for name, value in as_mapping(raw, f"{path}.{key}").items():
@@ -184,9 +186,8 @@ def _batch_aging_settings(body: dict[str, Any], path: str, resolve: Resolver) ->
                 raise ConfigError(f"{path}.{key}.{name}: unknown model {name!r}")
             resolved[real] = value
         out[key] = resolved
-    models = sorted({m for key in ("priority", "loadCost") for m in out.get(key) or {}})
     try:
-        BatchAgingSettings.parse(out, models)
+        BatchAgingSettings.parse(out, list(model_ids))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return out

@@ -1,0 +1,115 @@
+"""batch-aging's planned switches run unchanged in the daemon: with ``slots`` the upstream never
+gets more than its slots, the rest wait in the scheduler, and a late model is loaded on plan."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import aiohttp
+import pytest
+
+from llamaswap.daemon.testing import fake_cmd, make_config, running_daemon
+
+pytestmark = pytest.mark.daemon
+
+CHAT = "/v1/chat/completions"
+
+
+def _gauge(metrics: str, name: str, model: str | None = None) -> float:
+    label = "" if model is None else f'{{model="{model}"}}'
+    match = re.search(rf"^{name}{re.escape(label)} (\S+)$", metrics, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+async def _peaks(settings: dict[str, Any], requests: int = 4) -> tuple[float, float, list[int]]:
+    """Send ``requests`` at once to model A (upstream has 4 slots, ~0.25 s per request); the most
+    A requests in flight at the upstream, the deepest scheduler queue, and the statuses."""
+    models = {"A": {"cmd": fake_cmd(load_time=0.1, decode_tps=40)}, "B": {"cmd": fake_cmd()}}
+    config = make_config(
+        models,
+        scheduler="batch-aging",
+        routing={"scheduler": {"use": "batch-aging", "settings": {"batch-aging": settings}}},
+    )
+    async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{daemon.port}"
+        in_flight = queued = 0.0
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            nonlocal in_flight, queued
+            while not stop.is_set():
+                async with http.get(base + "/metrics") as r:
+                    text = await r.text()
+                in_flight = max(in_flight, _gauge(text, "llamaswap_in_flight_requests", "A"))
+                queued = max(queued, _gauge(text, "llamaswap_queue_depth"))
+                await asyncio.sleep(0.02)
+
+        async def one() -> int:
+            async with http.post(base + CHAT, json={"model": "A", "max_tokens": 10}) as r:
+                await r.read()
+                return r.status
+
+        watcher = asyncio.create_task(watch())
+        statuses = await asyncio.gather(*(one() for _ in range(requests)))
+        stop.set()
+        await watcher
+    return in_flight, queued, list(statuses)
+
+
+async def test_slots_hold_the_excess_in_the_scheduler() -> None:
+    in_flight, queued, statuses = await _peaks({"slots": 1, "minResident": 0})
+    assert statuses == [200] * 4
+    assert in_flight == 1, "never more than one request at the upstream"
+    assert queued >= 2, "the others waited in the scheduler, where a switch can overtake them"
+
+
+async def test_without_slots_the_upstream_gets_the_whole_batch() -> None:
+    in_flight, _, statuses = await _peaks({"minResident": 0})
+    assert statuses == [200] * 4
+    assert in_flight >= 2
+
+
+async def _stream_with_one_other(settings: dict[str, Any]) -> list[str]:
+    """Model A gets a request every 0.2 s for 3 s (one slot takes ~0.25 s each, so A never runs
+    dry); one B request arrives at 0.6 s. Returns the completion order."""
+    models = {
+        "A": {"cmd": fake_cmd(load_time=0.1, decode_tps=40, parallel=1)},
+        "B": {"cmd": fake_cmd(load_time=0.1, decode_tps=1000)},
+    }
+    config = make_config(
+        models,
+        scheduler="batch-aging",
+        routing={"scheduler": {"use": "batch-aging", "settings": {"batch-aging": settings}}},
+    )
+    async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{daemon.port}"
+        order: list[str] = []
+
+        async def one(model: str, delay: float) -> None:
+            await asyncio.sleep(delay)
+            async with http.post(base + CHAT, json={"model": model, "max_tokens": 10}) as r:
+                assert r.status == 200
+                await r.read()
+            order.append(model)
+
+        await asyncio.gather(*(one("A", 0.2 * i) for i in range(15)), one("B", 0.6))
+    assert len(order) == 16
+    return order
+
+
+async def test_a_waiting_model_is_loaded_on_plan_while_the_resident_still_has_work() -> None:
+    """Planned: B must start within maxWait (1 s) of its arrival, so A yields mid-stream."""
+    order = await _stream_with_one_other(
+        {"slots": 1, "maxWait": 1.0, "minResident": 0, "loadCost": {"A": 0.3, "B": 0.3}}
+    )
+    assert order.index("B") <= 10, f"B waited for (nearly) all of A's stream: {order}"
+
+
+async def test_without_slots_the_stream_keeps_the_gpu_until_max_wait_is_long_past() -> None:
+    """The contrast: handing A's upstream every request, the same B waits behind A's queue."""
+    order = await _stream_with_one_other(
+        {"maxWait": 30.0, "minResident": 0, "switchRatio": 0, "loadCost": {"A": 0.3, "B": 0.3}}
+    )
+    assert order.index("B") >= 12, order
