@@ -106,11 +106,11 @@ def test_serve_record_flag_writes_a_log_that_replays(tmp_path: Path) -> None:
     from llamaswap.daemon.testing import free_port_block
 
     config = tmp_path / "config.yaml"
-    port = free_port_block(1, start=30000, stop=40000)
+    port = free_port_block(1, start=28000, stop=30000)
     config.write_text(
         json.dumps(
             {
-                "startPort": free_port_block(1, start=40000, stop=50000),
+                "startPort": free_port_block(1, start=30000, stop=32000),
                 "routing": {"scheduler": {"use": "fifo"}},
                 "models": {
                     "m": {

@@ -19,8 +19,12 @@ from llamaswap.config import Config, parse_config
 from llamaswap.daemon.server import Daemon
 
 
-def free_port_block(count: int, start: int = 20000, stop: int = 60000) -> int:
-    """First port of ``count`` consecutive ports that are free right now (random start)."""
+def free_port_block(count: int, start: int = 20000, stop: int = 28000) -> int:
+    """First port of ``count`` consecutive ports that are free right now (random start).
+
+    Keep ranges below the kernel's ephemeral ports (32768 and up here): a port picked there can be
+    taken by any outgoing connection before the process meant for it binds it.
+    """
     base = start + (os.getpid() * 97 + int.from_bytes(os.urandom(2), "big")) % (stop - start)
     for _ in range(200):
         base = start + (base + 37 * count) % (stop - start - count)

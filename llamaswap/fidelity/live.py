@@ -129,7 +129,7 @@ async def live_daemon(
     log_path = out / "real.jsonl"
     for old in [log_path, *out.glob("real.jsonl.*")]:
         old.unlink(missing_ok=True)
-    port = free_port_block(1, start=40000, stop=60000)
+    port = free_port_block(1, start=28000, stop=32000)
     url = f"http://127.0.0.1:{port}"
     stderr = (out / "daemon.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
