@@ -78,6 +78,8 @@ async def test_upstream_that_fails_to_start_gives_502_and_others_still_work() ->
         status, text = await _post(http, base + CHAT, {"model": "broken"})
         assert status == 502
         assert "exited prematurely (code 1)" in text
+        # The reason quotes the process's own last words, so the operator sees why it died.
+        assert "failed to load model (--fail-start)" in text
         status, text = await _post(http, base + CHAT, {"model": "missing"})
         assert status == 502
         assert "failed to start command" in text

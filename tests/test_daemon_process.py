@@ -199,3 +199,15 @@ def test_serve_cli_errors_are_clear(tmp_path: Path) -> None:
         timeout=30,
     )
     assert out.returncode == 0 and out.stdout.startswith("llamaswap ")
+
+
+def test_exit_reason_quotes_the_last_line_of_output() -> None:
+    from llamaswap.daemon.processes import LAST_LINE_CHARS, _last_line
+
+    assert _last_line(b"loading\nERROR: [Errno 98] address already in use\n\n") == (
+        "ERROR: [Errno 98] address already in use"
+    )
+    assert _last_line(b"progress 10%\rprogress 90%\r") == "progress 90%"
+    assert _last_line(b"  \n\n") == ""
+    long = _last_line(b"x" * 1000)
+    assert len(long) == LAST_LINE_CHARS and long.endswith("...")

@@ -230,6 +230,8 @@ def daemons(tmp_path: Path) -> Iterator[Callable[..., RealDaemon]]:
     leaked: set[int] = set()
     for daemon, ports in started:
         stop_daemon(daemon)
+        # Shown by pytest only when the test failed: what the daemon and its upstreams said.
+        print(f"--- {daemon.log_path.name} (last 4,000 characters)\n{daemon.log()}")
 
         def survivors(d: RealDaemon = daemon, p: set[int] = ports) -> set[int]:
             return {pid for pid in d.seen_pids if pid_alive(pid)} | llama_server_pids(p)

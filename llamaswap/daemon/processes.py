@@ -129,6 +129,21 @@ class Watchdog:
             self._proc.kill()
 
 
+OUTPUT_TAIL_BYTES = 2048
+"""How much of a process's latest output is kept to explain its exit."""
+LAST_LINE_CHARS = 300
+
+
+def _last_line(output: bytes) -> str:
+    """The last non-blank line of ``output`` (progress-bar carriage returns split lines too)."""
+    text = output.decode("utf-8", errors="replace").replace("\r", "\n")
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    if not lines:
+        return ""
+    last = lines[-1]
+    return last if len(last) <= LAST_LINE_CHARS else last[: LAST_LINE_CHARS - 3] + "..."
+
+
 @dataclass
 class _Child:
     model: str
@@ -138,6 +153,8 @@ class _Child:
     kill_requested: bool = False
     ready: bool = False
     task: asyncio.Task[None] | None = None
+    output_tail: bytes = b""
+    """The last bytes this process wrote: its exit reason quotes the last line (why it died)."""
 
 
 class UpstreamProcesses:
@@ -284,7 +301,7 @@ class UpstreamProcesses:
             self._signal(proc.pid, signal.SIGKILL)
         elif child.stop_requested:
             self._start_task(self._stop(child))
-        pump = asyncio.get_running_loop().create_task(self._pump(proc, monitor))
+        pump = asyncio.get_running_loop().create_task(self._pump(proc, monitor, child))
         health = asyncio.get_running_loop().create_task(self._health(child, spec))
         code = await proc.wait()
         health.cancel()
@@ -310,12 +327,14 @@ class UpstreamProcesses:
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"code {code}"
         if child.stop_requested or child.kill_requested:
             return f"stopped ({how})"
+        said = _last_line(child.output_tail)
+        said = f"; its last output: {said}" if said else ""
         if not child.ready:
-            return f"upstream command exited prematurely ({how})"
-        return f"exited unexpectedly ({how})"
+            return f"upstream command exited prematurely ({how}){said}"
+        return f"exited unexpectedly ({how}){said}"
 
     @staticmethod
-    async def _pump(proc: asyncio.subprocess.Process, monitor: object) -> None:
+    async def _pump(proc: asyncio.subprocess.Process, monitor: object, child: _Child) -> None:
         stream = proc.stdout
         if stream is None:
             return
@@ -325,6 +344,7 @@ class UpstreamProcesses:
             if not data:
                 return
             write(data)
+            child.output_tail = (child.output_tail + data)[-OUTPUT_TAIL_BYTES:]
 
     async def _health(self, child: _Child, spec: UpstreamSpec) -> None:
         if spec.health_url is None:
