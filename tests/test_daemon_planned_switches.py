@@ -10,11 +10,17 @@ from typing import Any
 import aiohttp
 import pytest
 
+from llamaswap.config import Config
 from llamaswap.daemon.testing import fake_cmd, make_config, running_daemon
 
 pytestmark = pytest.mark.daemon
 
 CHAT = "/v1/chat/completions"
+
+
+def _batch_aging_config(models: dict[str, Any], settings: dict[str, Any]) -> Config:
+    routing = {"scheduler": {"use": "batch-aging", "settings": {"batch-aging": settings}}}
+    return make_config(models, routing=routing)
 
 
 def _gauge(metrics: str, name: str, model: str | None = None) -> float:
@@ -27,11 +33,7 @@ async def _peaks(settings: dict[str, Any], requests: int = 4) -> tuple[float, fl
     """Send ``requests`` at once to model A (upstream has 4 slots, ~0.25 s per request); the most
     A requests in flight at the upstream, the deepest scheduler queue, and the statuses."""
     models = {"A": {"cmd": fake_cmd(load_time=0.1, decode_tps=40)}, "B": {"cmd": fake_cmd()}}
-    config = make_config(
-        models,
-        scheduler="batch-aging",
-        routing={"scheduler": {"use": "batch-aging", "settings": {"batch-aging": settings}}},
-    )
+    config = _batch_aging_config(models, settings)
     async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{daemon.port}"
         in_flight = queued = 0.0
@@ -78,11 +80,7 @@ async def _stream_with_one_other(settings: dict[str, Any]) -> list[str]:
         "A": {"cmd": fake_cmd(load_time=0.1, decode_tps=40, parallel=1)},
         "B": {"cmd": fake_cmd(load_time=0.1, decode_tps=1000)},
     }
-    config = make_config(
-        models,
-        scheduler="batch-aging",
-        routing={"scheduler": {"use": "batch-aging", "settings": {"batch-aging": settings}}},
-    )
+    config = _batch_aging_config(models, settings)
     async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{daemon.port}"
         order: list[str] = []
