@@ -484,19 +484,25 @@ def test_plan_switches_before_a_waiting_model_would_miss_max_wait() -> None:
     h.advance(0.5)
     h.request("b0", "B")  # t=0.5: its deadline is 10.5
     h.advance(0.5)
-    for i in range(1, 6):
-        h.request(f"a{i}", "A")  # t=1, after b0
+    h.request("a1", "A")  # t=1, after b0
     h.advance(3.0)
     h.finish("a0")  # t=4: one more A (ends 8) + B's load (2) = 10 <= 10.5: stay
     assert h.host.granted_ids() == ["a0", "a1"]
     assert loads(h) == ["A"]
-    h.advance(4.0)
-    h.finish("a1")  # t=8: one more A would end at 12, B would start at 14 > 10.5: switch now
+    h.advance(1.0)
+    h.request("a2", "A")  # t=5
+    h.advance(2.0)
+    h.request("a3", "A")  # t=7
+    h.advance(1.0)
+    # t=8: one more A would end at 12, B would start at 14 > 10.5. Switching makes a2 wait until
+    # 8 + 2 (B's load) + 4 (b0) + 2 (A's reload) = 16, 11 s, less than b0's 13.5: switch now.
+    h.finish("a1")
     assert h.host.granted_ids() == ["a0", "a1"], "no new A request overtakes b0"
     assert loads(h) == ["A", "B"]
     ready_now(h, "B")
     assert h.host.granted_ids()[-1] == "b0"
     assert h.clock.now() - 0.5 == 7.5, "b0 started 7.5 s after it arrived, within maxWait"
+    assert [r.id for r in h.host.queue] == ["a2", "a3"]
     assert scheduler(h).snapshot()["plan_limit"] == 10.0
 
 
@@ -534,4 +540,26 @@ def test_a_model_with_queued_work_is_drained_only_for_the_planned_claim() -> Non
     h.advance(1.0)
     h.finish("a0")
     assert h.host.granted_ids() == ["a0", "a1"]
+    assert loads(h) == ["A"]
+
+
+def test_plan_keeps_the_resident_when_switching_would_make_its_own_queue_wait_longer() -> None:
+    """A burst of A requests queued just after b0: switching for b0 would leave the whole burst
+    waiting for B's visit and A's reload, longer than b0 waits if A goes on. The plan stays."""
+    h = harness("A", "B", slots=1, maxWait=10.0, minResident=0, loadCost={"A": 2.0, "B": 2.0})
+    h.request("a0", "A")
+    ready_now(h, "A")
+    scheduler(h)._service_estimate["A"] = 4.0
+    scheduler(h)._service_estimate["B"] = 4.0
+    h.request("b0", "B")  # t=0
+    h.advance(0.5)
+    for i in range(1, 4):
+        h.request(f"a{i}", "A")  # t=0.5, after b0
+    h.advance(3.5)
+    h.finish("a0")  # t=4: b0 could still start at 10: stay
+    h.advance(4.0)
+    # t=8: staying, b0 starts at 14 (waits 14 > 10); switching, a2 starts at 8 + 2 (B's load) +
+    # 4 (b0) + 2 (A's reload) = 16 and waits 15.5, longer: stay.
+    h.finish("a1")
+    assert h.host.granted_ids() == ["a0", "a1", "a2"]
     assert loads(h) == ["A"]

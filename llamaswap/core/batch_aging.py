@@ -29,7 +29,8 @@ scheduler then hands a model's upstream at most ``slots`` requests at a time and
 so a switch can still overtake them, and it plans each switch instead of reacting to ``maxWait``:
 the resident model takes one more request only while every model its load would evict for, taken
 in deadline order and each paying its load cost and one service, can still start its oldest
-request within ``limit`` of its arrival. ``limit`` is ``maxWait``, or the longest wait any request
+request within ``limit`` of its arrival, or while switching would make the resident's own oldest
+request wait even longer (it then waits for the other model's visit and a reload). ``limit`` is ``maxWait``, or the longest wait any request
 has had so far when that is longer: once a burst has made ``maxWait`` unreachable, planning
 against it would load a model per request, and the box would fall further behind. When the plan
 fails, the model with the oldest request goes next. Waiting models go in order of their oldest
@@ -433,10 +434,27 @@ class BatchAgingScheduler:
             for arrived, model in heads:
                 when += self.load_cost(model)
                 if when > arrived + limit:
-                    failures.append(heads[0])
+                    if self._switch_helps(resident, heads[0][1], when - arrived, now):
+                        failures.append(heads[0])
                     break
                 when += self.service_time(model)
         return [model for _, model in sorted(set(failures))]
+
+    def _switch_helps(self, resident: str, claimant: str, late_wait: float, now: float) -> bool:
+        """Switch only if staying would make the late model wait longer (``late_wait``) than
+        switching makes the resident's own oldest queued request wait: it then waits for the
+        resident to drain, the claimant's load and queue, and a reload. Of the two, the plan takes
+        the smaller worst wait, so an overloaded box does not trade one late request for another
+        at the price of two loads."""
+        slots = self.settings.slots
+        back = (
+            now
+            + self._in_flight[resident] * self.service_time(resident) / slots[resident]
+            + self.load_cost(claimant)
+            + len(self._queues[claimant]) * self.service_time(claimant) / slots[claimant]
+            + self.load_cost(resident)
+        )
+        return back - self._queues[resident][0].arrival < late_wait
 
     def _ranked(self, now: float, present: set[str]) -> tuple[list[str], list[str]]:
         """(every waiting model in service order, the models that claim the GPU now).
