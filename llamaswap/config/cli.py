@@ -12,7 +12,6 @@ import sys
 from typing import Any, TextIO
 
 from llamaswap.config.model import Config, ConfigError
-from llamaswap.record.meta import group_fields
 
 
 def summary(config: Config) -> dict[str, Any]:
@@ -24,7 +23,7 @@ def summary(config: Config) -> dict[str, Any]:
         "scheduler_settings": config.scheduler_settings,
         "health_check_timeout": config.health_check_timeout,
         "preload": list(config.preload),
-        "groups": [group_fields(g) for g in config.groups],
+        "groups": [g.as_json() for g in config.groups],
         "models": {
             mid: {
                 "cmd": list(m.cmd),

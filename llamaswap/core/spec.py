@@ -43,6 +43,16 @@ class GroupSpec:
     exclusive: bool = True
     persistent: bool = False
 
+    def as_json(self) -> dict[str, Any]:
+        """Plain JSON fields: a log's meta record and ``check-config`` show groups this way."""
+        return {
+            "name": self.name,
+            "members": list(self.members),
+            "swap": self.swap,
+            "exclusive": self.exclusive,
+            "persistent": self.persistent,
+        }
+
 
 @dataclass(frozen=True)
 class RoutingSpec:

@@ -28,25 +28,11 @@ def spec_meta(spec: RoutingSpec) -> dict[str, Any]:
                 }
                 for m in sorted(spec.models.values(), key=lambda m: m.id)
             },
-            "groups": [group_fields(g) for g in spec.groups],
+            "groups": [g.as_json() for g in spec.groups],
             "scheduler": spec.scheduler,
             "scheduler_settings": _plain(spec.scheduler_settings),
             "health_check_timeout": spec.health_check_timeout,
         }
-    }
-
-
-def group_fields(group: GroupSpec) -> dict[str, Any]:
-    """A group as plain JSON fields, as in a log's meta (read back by ``spec_from_meta``).
-
-    ``llamaswap check-config`` shows groups in the same form.
-    """
-    return {
-        "name": group.name,
-        "members": list(group.members),
-        "swap": group.swap,
-        "exclusive": group.exclusive,
-        "persistent": group.persistent,
     }
 
 
