@@ -1,6 +1,7 @@
 """Simulator throughput benchmark: simulated requests per wall-second and peak memory.
 
-Runs ``fifo`` and ``serial`` on a synthetic 3-model trace (Zipf popularity, Poisson arrivals), each
+Runs ``fifo``, ``serial``, ``batch-aging`` and ``batch-aging+slots`` (planned switches, ``slots`` =
+the profile's 8) on a synthetic 3-model trace (Zipf popularity, Poisson arrivals), each
 in a fresh subprocess so peak RSS (``ru_maxrss``) is per run:
 
 - ``--requests`` (default 200k) requests at 2 req/s: fifo keeps up, serial cannot (it serves one
@@ -14,6 +15,7 @@ depend on the machine and on what else runs on it, so requests per CPU-second ar
 the wall-clock rate.
 
     .venv/bin/python bench/sim_throughput.py [--requests 200000] [--no-million] [--no-swap-heavy]
+        [--schedulers fifo,serial,batch-aging,batch-aging+slots]
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from pathlib import Path
 
 RATE = 2.0  # requests/s across the three models: fifo keeps up, serial (one at a time) cannot
 SWAP_HEAVY_RATE = 0.6  # low enough for serial to keep up; about one swap per two requests
+PARALLEL = 8
+PLANNED = "batch-aging+slots"
+"""``batch-aging`` with ``slots`` set to the profile's parallel slots (planned switches)."""
+SCHEDULERS = ("fifo", "serial", "batch-aging", PLANNED)
 
 
 def child(scheduler: str, requests: int, rate: float = RATE) -> dict[str, object]:
@@ -48,11 +54,17 @@ def child(scheduler: str, requests: int, rate: float = RATE) -> dict[str, object
         },
         seed=1,
     )
-    spec = RoutingSpec(models={m: ModelSpec(m, concurrency_limit=100) for m in models})
+    name, settings = scheduler, {}
+    if scheduler == PLANNED:
+        name, settings = "batch-aging", {"batch-aging": {"slots": PARALLEL}}
+    spec = RoutingSpec(
+        models={m: ModelSpec(m, concurrency_limit=100) for m in models},
+        scheduler_settings=settings,
+    )
     profile = TimingProfile.parse(
         {
             "load_time": {"kind": "lognormal", "median": 2.0, "sigma": 0.2},
-            "parallel": 8,
+            "parallel": PARALLEL,
             "decode_tps": 400,
             "ttft_overhead": 0.01,
             "unload_time": 0.2,
@@ -60,7 +72,7 @@ def child(scheduler: str, requests: int, rate: float = RATE) -> dict[str, object
     )
     t0 = time.perf_counter()
     cpu0 = time.process_time()
-    record, wall = simulate(spec, scheduler, trace, {m: profile for m in models}, seed=1)
+    record, wall = simulate(spec, name, trace, {m: profile for m in models}, seed=1)
     cpu = time.process_time() - cpu0
     statuses = bytes(record.status)
     return {
@@ -87,6 +99,11 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--no-swap-heavy", action="store_true", help="skip the swap-heavy run")
     parser.add_argument(
+        "--schedulers",
+        default=",".join(SCHEDULERS),
+        help=f"comma-separated, from {', '.join(SCHEDULERS)} (default: all)",
+    )
+    parser.add_argument(
         "--child", nargs=3, metavar=("SCHEDULER", "REQUESTS", "RATE"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -96,9 +113,13 @@ def main() -> int:
     runs = [(args.requests, RATE)]
     runs += [] if args.no_million else [(1_000_000, RATE)]
     runs += [] if args.no_swap_heavy else [(args.requests, SWAP_HEAVY_RATE)]
+    schedulers = [s.strip() for s in args.schedulers.split(",") if s.strip()]
+    unknown = sorted(set(schedulers) - set(SCHEDULERS))
+    if unknown:
+        parser.error(f"--schedulers: unknown {', '.join(unknown)} (valid: {', '.join(SCHEDULERS)})")
     rows = []
     for size, rate in runs:
-        for scheduler in ("fifo", "serial"):
+        for scheduler in schedulers:
             out = subprocess.run(
                 [sys.executable, __file__, "--child", scheduler, str(size), str(rate)],
                 check=True,
@@ -108,7 +129,7 @@ def main() -> int:
             row = json.loads(out.strip().splitlines()[-1])
             rows.append(row)
             print(
-                f"{row['scheduler']:>7} {row['requests']:>8} requests at {row['rate']} req/s: "
+                f"{row['scheduler']:>17} {row['requests']:>8} requests at {row['rate']} req/s: "
                 f"{row['requests_per_second']:>7} simulated req/s "
                 f"({row['requests_per_cpu_second']} per CPU-second), wall {row['wall_seconds']:.1f} s, "
                 f"peak RSS {row['peak_rss_mib']:.0f} MiB, swaps {row['swaps']}, "
