@@ -111,3 +111,31 @@ async def test_without_slots_the_stream_keeps_the_gpu_until_max_wait_is_long_pas
         {"maxWait": 30.0, "minResident": 0, "switchRatio": 0, "loadCost": {"A": 0.3, "B": 0.3}}
     )
     assert order.index("B") >= 12, order
+
+
+async def test_api_scheduler_shows_the_policy_state_for_operators() -> None:
+    models = {"A": {"cmd": fake_cmd(load_time=0.1, decode_tps=40)}, "B": {"cmd": fake_cmd()}}
+    config = _batch_aging_config(models, {"slots": 1, "maxWait": 5.0})
+    async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{daemon.port}"
+
+        async def one() -> None:
+            async with http.post(base + CHAT, json={"model": "A", "max_tokens": 10}) as r:
+                assert r.status == 200
+                await r.read()
+
+        requests = asyncio.gather(*(one() for _ in range(3)))
+        seen: list[dict[str, Any]] = []
+        while not requests.done():
+            async with http.get(base + "/api/scheduler") as r:
+                assert r.status == 200
+                seen.append(await r.json())
+            await asyncio.sleep(0.02)
+        await requests
+    assert {body["scheduler"] for body in seen} == {"batch-aging"}
+    states = [body["state"] for body in seen]
+    assert all(state["plan_limit"] >= 5.0 for state in states)
+    assert all(sum(state["in_flight"].values()) <= 1 for state in states)
+    held = [s for s in states if s["in_flight"] == {"A": 1} and s["queued"] == 2]
+    assert held, "one request at the upstream while the scheduler held the other two"
+    assert "load_estimate" in held[0] and "urgent" in held[0]

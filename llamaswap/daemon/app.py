@@ -405,6 +405,15 @@ class Api:
         runtime = await self.daemon.current_runtime()
         return web.json_response({"running": runtime.running()})
 
+    async def scheduler(self, request: web.Request) -> web.Response:
+        """What the scheduler would say about itself (queue, loads, and for batch-aging its
+        urgent models, claims, load estimates and plan limit): for operators tuning a policy."""
+        runtime = await self.daemon.current_runtime()
+        router = runtime.router
+        return web.json_response(
+            {"scheduler": router.scheduler.name, "state": dict(router.scheduler.snapshot())}
+        )
+
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(text="OK")
 
@@ -517,6 +526,7 @@ def build_app(daemon: Daemon, client_max_size: int) -> web.Application:
     add("GET", "/health", api.health)
     add("GET", "/wol-health", api.health)
     add("GET", "/running", api.running)
+    add("GET", "/api/scheduler", api.scheduler)
     add("GET", "/unload", api.unload_all_get)
     add("POST", "/api/models/unload", api.unload_all)
     add("POST", "/api/models/unload/{model:.+}", api.unload_one)
