@@ -145,7 +145,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from sim import golden
     from sim.experiment import run_experiment
     from sim.report import write_report
-    from sim.scenario import ScenarioError, check_schedulers, load_scenario, trace_from_file
+    from sim.scenario import ScenarioError, load_scenario, trace_from_file
 
     if args.from_log is not None:
         from llamaswap.fidelity.replay import cmd_sim_from_log
@@ -171,7 +171,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     try:
         scenario = load_scenario(args.scenario)
         if args.schedulers:
-            check_schedulers(args.schedulers, "--scheduler")
+            scenario.check_labels(args.schedulers, "--scheduler")
         trace = trace_from_file(args.trace) if args.trace else scenario.load_trace(ci=args.ci)
     except (ScenarioError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -188,9 +188,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
         seed = scenario.seed if args.seed is None else args.seed
         for name in experiment.summary["results"]:
+            variant = scenario.variant(name)
             simulate_recorded(
-                scenario.spec,
-                name,
+                variant.spec,
+                variant.scheduler,
                 trace,
                 scenario.profiles,
                 seed,

@@ -44,7 +44,10 @@ def run_experiment(
     records: dict[str, SimRecord] = {}
     for name in names:
         callback = progress(name, len(trace)) if progress is not None else None
-        record, wall = simulate(scenario.spec, name, trace, scenario.profiles, seed, callback)
+        variant = scenario.variant(name)
+        record, wall = simulate(
+            variant.spec, variant.scheduler, trace, scenario.profiles, seed, callback
+        )
         records[name] = record
         results[name] = summarize(record, trace, wall)
     summary = {
@@ -55,7 +58,7 @@ def run_experiment(
         "results": results,
     }
     values = {**results, "trace": stats}
-    expectations = [e for e in scenario.expect if _applies(e, names)]
+    expectations = [e for e in scenario.expect if _applies(e, names, scenario.schedulers)]
     outcomes = evaluate_all(expectations, values)
     summary["expect"] = [
         {"check": o.text, "passed": o.passed, "detail": o.detail} for o in outcomes
@@ -63,11 +66,12 @@ def run_experiment(
     return Experiment(summary, records, trace, outcomes)
 
 
-def _applies(check: str, schedulers: Sequence[str]) -> bool:
-    """An assertion about a scheduler that was not run (``--scheduler``) is skipped."""
+def _applies(check: str, schedulers: Sequence[str], labels: Sequence[str]) -> bool:
+    """An assertion about a scheduler (or variant) that was not run (``--scheduler``) is skipped."""
     import re
 
     from llamaswap.core.policies import scheduler_names
 
-    mentioned = set(re.findall(r"[A-Za-z_][\w-]*(?=\.)", check)) & set(scheduler_names())
+    known = set(scheduler_names()) | set(labels)
+    mentioned = set(re.findall(r"[A-Za-z_][\w-]*(?=\.)", check)) & known
     return mentioned <= set(schedulers)

@@ -3,7 +3,7 @@
     name: default
     description: ...
     seed: 7
-    schedulers: [serial, fifo]
+    schedulers: [serial, fifo]         # or variants: {label: planned, use: batch-aging, settings: {...}}
     config: {models: {...}, groups: {...}, routing: {scheduler: {use: fifo}}}   # daemon schema
     timing: {default: {...}, MODEL: {...}}                                      # TimingProfile
     trace:
@@ -14,12 +14,19 @@
     ci: {transforms: [...], synthetic: {...}}   # applied by --ci and the regression tests
     expect: ["serial.order_violations == 0", ...]
 
+A ``schedulers`` entry is a scheduler name, or a *variant*: a ``label`` (used in reports and in
+``expect`` paths), the scheduler it ``use``s, and ``settings`` for that scheduler, merged over the
+config's ``routing.scheduler.settings`` for it. Variants let one scenario compare configurations of
+the same policy (say ``batch-aging`` with and without ``slots``); each is validated like a config.
+
 Relative trace paths are resolved against the repository root (the scenario directory's parent),
 then the scenario directory, then the working directory.
 """
 
 from __future__ import annotations
 
+import copy
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +55,19 @@ class TraceMissingError(ScenarioError):
     """A trace file the scenario references is absent (e.g. no ``../shared`` on this machine)."""
 
 
+_LABEL = re.compile(r"[A-Za-z_][\w-]*")
+"""A variant's label: what an ``expect`` path can name."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One ``schedulers`` entry: its label, the scheduler it runs, and the routing spec to use."""
+
+    label: str
+    scheduler: str
+    spec: RoutingSpec
+
+
 @dataclass
 class Scenario:
     name: str
@@ -62,6 +82,30 @@ class Scenario:
     description: str = ""
     warnings: tuple[str, ...] = ()
     """Config warnings (from ``llamaswap.config``), shown by the CLI."""
+    variants: Mapping[str, Variant] = field(default_factory=dict)
+    """Per label in ``schedulers``: the scheduler and spec it runs (plain names map to themselves)."""
+
+    def variant(self, label: str) -> Variant:
+        """The entry called ``label``; any other scheduler name runs with the scenario's config."""
+        found = self.variants.get(label)
+        return found if found is not None else Variant(label, label, self.spec)
+
+    def check_labels(self, labels: Sequence[str], where: str) -> None:
+        """``labels`` must each be an entry of ``schedulers`` or a scheduler name."""
+        bad = [x for x in labels if x not in self.variants and x not in scheduler_names()]
+        if bad:
+            valid = [*self.variants, *(n for n in scheduler_names() if n not in self.variants)]
+            raise ScenarioError(f"{where}: unknown schedulers {bad} (valid: {', '.join(valid)})")
+
+    def plain_schedulers(self, labels: Sequence[str], where: str) -> None:
+        """Hosts that take only scheduler names (the live fidelity run) refuse variants."""
+        self.check_labels(labels, where)
+        odd = [x for x in labels if self.variant(x).spec is not self.spec]
+        if odd:
+            raise ScenarioError(
+                f"{where}: {odd} are variants (label/use/settings); this command runs plain "
+                "scheduler names only"
+            )
 
     def trace_warnings(self, trace: Trace) -> list[str]:
         """Models the trace asks for that the config does not serve (rejected as not_found)."""
@@ -187,10 +231,7 @@ def parse_scenario(data: Any, path: Path) -> Scenario:
         spec, warnings = routing_spec(data["config"], f"{where}: config")
     except (RoutingConfigError, ValueError) as exc:
         raise ScenarioError(str(exc)) from None
-    schedulers = data.get("schedulers") or [spec.scheduler]
-    if not isinstance(schedulers, list) or not all(isinstance(s, str) for s in schedulers):
-        raise ScenarioError(f"{where}: schedulers must be a list of names")
-    check_schedulers(schedulers, where)
+    variants = _variants(data.get("schedulers") or [spec.scheduler], data["config"], spec, where)
     profiles = parse_timing(
         data.get("timing") or {}, list(spec.models), f"{where}: timing", scenario_path=path
     )
@@ -209,13 +250,67 @@ def parse_scenario(data: Any, path: Path) -> Scenario:
         spec=spec,
         profiles=profiles,
         trace=trace,
-        schedulers=list(schedulers),
+        schedulers=list(variants),
         seed=seed,
         expect=list(expect),
         ci=ci,
         description=str(data.get("description") or ""),
         warnings=warnings,
+        variants=variants,
     )
+
+
+def _variants(
+    entries: Any, config: Mapping[str, Any], spec: RoutingSpec, where: str
+) -> dict[str, Variant]:
+    if not isinstance(entries, list):
+        raise ScenarioError(f"{where}: schedulers must be a list")
+    out: dict[str, Variant] = {}
+    for i, entry in enumerate(entries):
+        at = f"{where}: schedulers[{i}]"
+        if isinstance(entry, str):
+            check_schedulers([entry], at)
+            variant = Variant(entry, entry, spec)
+        elif isinstance(entry, Mapping):
+            variant = _variant(entry, config, at)
+        else:
+            raise ScenarioError(
+                f"{at}: a scheduler name or {{label, use, settings}}, got {entry!r}"
+            )
+        if variant.label in out:
+            raise ScenarioError(f"{at}: label {variant.label!r} appears twice")
+        out[variant.label] = variant
+    return out
+
+
+def _variant(entry: Mapping[str, Any], config: Mapping[str, Any], at: str) -> Variant:
+    unknown = sorted(set(entry) - {"label", "use", "settings"})
+    if unknown:
+        raise ScenarioError(f"{at}: unknown keys {unknown} (valid: label, use, settings)")
+    label, use = entry.get("label"), entry.get("use")
+    if not isinstance(label, str) or not _LABEL.fullmatch(label):
+        raise ScenarioError(
+            f"{at}.label: letters, digits, '_' and '-', starting with a letter (an expect path "
+            f"names it), got {label!r}"
+        )
+    if not isinstance(use, str):
+        raise ScenarioError(f"{at}.use: the scheduler this entry runs, got {use!r}")
+    check_schedulers([use], f"{at}.use")
+    if label in scheduler_names() and label != use:
+        raise ScenarioError(f"{at}.label: {label!r} is another scheduler's name")
+    settings = entry.get("settings") or {}
+    if not isinstance(settings, Mapping):
+        raise ScenarioError(f"{at}.settings: must be a mapping, got {settings!r}")
+    data = copy.deepcopy(dict(config))
+    scheduler = data.setdefault("routing", {}).setdefault("scheduler", {})
+    merged = dict(scheduler.get("settings") or {})
+    merged[use] = {**dict(merged.get(use) or {}), **dict(settings)}
+    scheduler["use"], scheduler["settings"] = use, merged
+    try:
+        spec, _ = routing_spec(data, f"{at}.settings")
+    except (RoutingConfigError, ValueError) as exc:
+        raise ScenarioError(str(exc)) from None
+    return Variant(label, use, spec)
 
 
 def check_schedulers(names: Sequence[str], where: str) -> None:

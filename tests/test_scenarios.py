@@ -147,6 +147,16 @@ def base() -> dict:
         ({"config": {"models": {}}}, r"models"),
         ({"expect": "a == b"}, r"expect must be a list"),
         ({"name": "a b"}, r"name must be"),
+        ({"schedulers": [3]}, r"schedulers\[0\]: a scheduler name or"),
+        ({"schedulers": [{"label": "p", "use": "lifo"}]}, r"schedulers\[0\].use: unknown"),
+        ({"schedulers": [{"label": "a.b", "use": "fifo"}]}, r"schedulers\[0\].label: letters"),
+        ({"schedulers": [{"label": "fifo", "use": "serial"}]}, r"another scheduler's name"),
+        ({"schedulers": ["fifo", "fifo"]}, r"schedulers\[1\]: label 'fifo' appears twice"),
+        ({"schedulers": [{"label": "p", "use": "fifo", "x": 1}]}, r"unknown keys \['x'\]"),
+        (
+            {"schedulers": [{"label": "p", "use": "batch-aging", "settings": {"slots": 0}}]},
+            r"batch-aging.slots: must be a whole number of slots >= 1",
+        ),
     ],
 )
 def test_bad_scenarios_name_the_key(change: dict, message: str) -> None:
@@ -315,3 +325,39 @@ def test_empirical_load_times_from_a_csv_column(tmp_path: Path) -> None:
     missing = {**base(), "timing": {"A": {"load_time": {"file": "gone.csv"}}}}
     with pytest.raises(TraceMissingError, match="timing samples file not found"):
         parse_scenario(missing, tmp_path / "s.yaml")
+
+
+def test_variants_compare_configurations_of_one_policy() -> None:
+    """A variant runs its scheduler with its own settings, under its label, in results and expect."""
+    data = {
+        **base(),
+        "config": {
+            "models": {"A": {}, "B": {}},
+            "routing": {
+                "scheduler": {"use": "batch-aging", "settings": {"batch-aging": {"maxWait": 9}}}
+            },
+        },
+        "timing": {"default": {"parallel": 1, "load_time": 1.0}},
+        "trace": {"synthetic": {"duration": 300, "rate": 1.5, "models": ["A", "B"]}},
+        "schedulers": [
+            "fifo",
+            "batch-aging",
+            {"label": "planned", "use": "batch-aging", "settings": {"slots": 1}},
+        ],
+        "expect": ["planned.max_in_flight == 1", "fifo.max_in_flight > 1"],
+    }
+    scenario = parse_scenario(data, Path("v.yaml"))
+    assert scenario.schedulers == ["fifo", "batch-aging", "planned"]
+    planned = scenario.variant("planned")
+    assert planned.scheduler == "batch-aging"
+    assert planned.spec.settings_for("batch-aging") == {"maxWait": 9, "slots": 1}
+    assert scenario.variant("batch-aging").spec.settings_for("batch-aging") == {"maxWait": 9}
+    experiment = run_experiment(scenario, scenario.load_trace())
+    assert list(experiment.summary["results"]) == ["fifo", "batch-aging", "planned"]
+    assert experiment.passed, [o.detail for o in experiment.outcomes]
+    assert experiment.summary["results"]["batch-aging"]["max_in_flight"] > 1
+    with pytest.raises(ScenarioError, match=r"\['planned'\] are variants"):
+        scenario.plain_schedulers(["fifo", "planned"], "--scheduler")
+    scenario.plain_schedulers(["fifo", "batch-aging"], "--scheduler")
+    with pytest.raises(ScenarioError, match=r"unknown schedulers \['nope'\]"):
+        scenario.check_labels(["nope"], "--scheduler")

@@ -63,12 +63,12 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     from llamaswap.fidelity.harness import FidelityOptions, run_fidelity
     from llamaswap.fidelity.live import LiveRunError
     from llamaswap.fidelity.plots import plot_fidelity
-    from sim.scenario import ScenarioError, check_schedulers, load_scenario
+    from sim.scenario import ScenarioError, load_scenario
 
     try:
         scenario = load_scenario(args.scenario)
         schedulers = args.schedulers or scenario.schedulers
-        check_schedulers(schedulers, "--scheduler")
+        scenario.plain_schedulers(schedulers, "--scheduler")
         if args.duration is not None and not args.duration > 0:
             raise ScenarioError(f"--duration: must be > 0, got {args.duration}")
     except (ScenarioError, ValueError) as exc:
