@@ -56,6 +56,11 @@ def run_experiment(
         "seed": seed,
         "trace": stats,
         "results": results,
+        "variants": {
+            name: {"use": v.scheduler, "settings": dict(v.spec.settings_for(v.scheduler))}
+            for name in names
+            if (v := scenario.variant(name)).spec is not scenario.spec
+        },
     }
     values = {**results, "trace": stats}
     expectations = [e for e in scenario.expect if _applies(e, names, scenario.schedulers)]

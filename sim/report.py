@@ -162,6 +162,11 @@ def render_markdown(
         f"Seed {summary['seed']}. Every scheduler replayed the identical trace through the real "
         "llamaswap scheduling core (sans-IO) inside a SimPy discrete-event simulation.",
         "",
+        *(
+            f"- `{label}` is `{v['use']}` with settings `{v['settings']}`"
+            for label, v in (summary.get("variants") or {}).items()
+        ),
+        *([""] if summary.get("variants") else []),
         "## Trace",
         "",
         f"- source: `{t['source']}`"
