@@ -51,11 +51,17 @@ class Client:
         return True
 
 
-def feed(payloads: list[bytes], upstream: bytes, cuts: list[int], refusals: list[bool]) -> None:
+def chunked_conn(refusals: list[bool]) -> tuple[_Conn, Client]:
+    """A connection as after a response head with ``Transfer-Encoding: chunked``, feeding a client."""
     conn = _Conn()
-    conn._state = "chunked"  # as after a response head with Transfer-Encoding: chunked
+    conn._state = "chunked"
     client = Client(refusals)
     conn.sink, conn.framed_sink = client.sink, client.framed
+    return conn, client
+
+
+def feed(payloads: list[bytes], upstream: bytes, cuts: list[int], refusals: list[bool]) -> None:
+    conn, client = chunked_conn(refusals)
     points = sorted({c % (len(upstream) + 1) for c in cuts} | {0, len(upstream)})
     for a, b in itertools.pairwise(points):
         if b > a:
@@ -96,10 +102,7 @@ def test_framed_relay_is_exact_for_any_split(
 def test_one_event_per_read_takes_the_framed_path() -> None:
     event = b"data: {}\n\n"
     frame = b"%x\r\n%b\r\n" % (len(event), event)
-    conn = _Conn()
-    conn._state = "chunked"
-    client = Client([])
-    conn.sink, conn.framed_sink = client.sink, client.framed
+    conn, client = chunked_conn([])
     for _ in range(5):
         conn.data_received(frame)
     assert client.out == frame * 5 and client.framed_calls == 5
@@ -118,10 +121,7 @@ def test_the_last_piece_is_left_to_the_relay_task_with_the_end_of_the_body() -> 
     """So the relay writes it and the terminating chunk at once (``write_eof(last)``)."""
     event = b"data: {}\n\n"
     frame = b"%x\r\n%b\r\n" % (len(event), event)
-    conn = _Conn()
-    conn._state = "chunked"
-    client = Client([])
-    conn.sink, conn.framed_sink = client.sink, client.framed
+    conn, client = chunked_conn([])
     conn.data_received(frame)
     conn.data_received(frame + frame + b"0\r\n\r\n")
     assert client.out == frame  # the first read went straight out
