@@ -75,15 +75,19 @@ class Scenario:
     spec: RoutingSpec
     profiles: dict[str, TimingProfile]
     trace: Mapping[str, Any]
-    schedulers: list[str]
+    variants: Mapping[str, Variant]
+    """The ``schedulers`` entries by label, in order: the scheduler and spec each runs."""
     seed: int
     expect: list[str] = field(default_factory=list)
     ci: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     warnings: tuple[str, ...] = ()
     """Config warnings (from ``llamaswap.config``), shown by the CLI."""
-    variants: Mapping[str, Variant] = field(default_factory=dict)
-    """Per label in ``schedulers``: the scheduler and spec it runs (plain names map to themselves)."""
+
+    @property
+    def schedulers(self) -> list[str]:
+        """The labels of the ``schedulers`` entries (a plain scheduler name is its own label)."""
+        return list(self.variants)
 
     def variant(self, label: str) -> Variant:
         """The entry called ``label``; any other scheduler name runs with the scenario's config."""
@@ -250,13 +254,12 @@ def parse_scenario(data: Any, path: Path) -> Scenario:
         spec=spec,
         profiles=profiles,
         trace=trace,
-        schedulers=list(variants),
+        variants=variants,
         seed=seed,
         expect=list(expect),
         ci=ci,
         description=str(data.get("description") or ""),
         warnings=warnings,
-        variants=variants,
     )
 
 
