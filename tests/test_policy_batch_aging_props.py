@@ -253,7 +253,9 @@ def test_safety_every_request_answered_once_no_leaks_no_busy_eviction_within_lim
 
 
 @st.composite
-def dense_two_model_jobs(draw: st.DrawFn) -> list[tuple[str, float, float]]:
+def dense_two_model_jobs(
+    draw: st.DrawFn, min_busy: int = 1, min_gap: float = 0.0, min_rare: int = 0
+) -> list[tuple[str, float, float]]:
     """A busy stream for one model (gaps shorter than services: fifo starves the other) with a few
     requests for the other model sprinkled in, as (model, gap, service) in arrival order."""
     busy = draw(st.sampled_from(["A", "B"]))
@@ -261,12 +263,18 @@ def dense_two_model_jobs(draw: st.DrawFn) -> list[tuple[str, float, float]]:
     timed: list[tuple[float, str, float]] = []
     t = 0.0
     for gap, service in draw(
-        st.lists(st.tuples(st.floats(0.0, 2.0), st.floats(2.5, 6.0)), min_size=1, max_size=100)
+        st.lists(
+            st.tuples(st.floats(min_gap, 2.0), st.floats(2.5, 6.0)),
+            min_size=min_busy,
+            max_size=max(100, min_busy),
+        )
     ):
         t += gap
         timed.append((t, busy, service))
     for at, service in draw(
-        st.lists(st.tuples(st.floats(0.0, t + 5.0), st.floats(0.1, 6.0)), max_size=6)
+        st.lists(
+            st.tuples(st.floats(0.0, t + 5.0), st.floats(0.1, 6.0)), min_size=min_rare, max_size=6
+        )
     ):
         timed.append((at, rare, service))
     timed.sort()
@@ -362,3 +370,49 @@ def test_without_residency_the_bound_is_max_wait_plus_two_loads_and_batches(
     bound = max_wait + 2 * (max(loads) + max(s for _, _, s in jobs) + STOP_TIME)
     worst = max(world.granted_at[rid] - job.at for rid, job in world.jobs.items())
     assert worst <= bound + 1e-6
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    jobs=dense_two_model_jobs(min_busy=60, min_gap=0.5, min_rare=1),
+    loads=st.tuples(st.floats(0.5, 5.0), st.floats(0.5, 5.0)),
+    headroom=st.floats(0.0, 10.0),
+    switch_ratio=st.sampled_from([0.0, 4.0]),
+)
+def test_when_not_overloaded_the_bound_is_the_issues_max_wait_plus_one_load_and_one_batch(
+    jobs: list[tuple[str, float, float]],
+    loads: tuple[float, float],
+    headroom: float,
+    switch_ratio: float,
+) -> None:
+    """The issue's bound, ``maxWait`` + one load + one batch (plus the evicted model's stop), under
+    an explicit "not overloaded" condition: a visit to the other model and back fits in ``maxWait``
+    (``maxWait >= 2 x (load + batch + stop)``), so at most one model is urgent at a time, and no
+    residency is promised (``minResident`` 0, ``residencyPerLoad`` 0). The busy stream lasts
+    30 s or more and keeps its model in service throughout, so fifo fails this bound."""
+    longest = max(s for _, _, s in jobs)
+    round_trip = 2 * (max(loads) + longest + STOP_TIME)
+    max_wait = round_trip + headroom
+    spec = RoutingSpec(
+        models={m: ModelSpec(m, concurrency_limit=1000) for m in "AB"},
+        scheduler="batch-aging",
+        scheduler_settings={
+            "batch-aging": {
+                "maxWait": max_wait,
+                "minResident": 0,
+                "residencyPerLoad": 0,
+                "switchRatio": switch_ratio,
+            }
+        },
+    )
+    world = World(spec, dict(zip("AB", loads, strict=True)))
+    t = 0.0
+    for rid, (model, gap, service) in enumerate(jobs):
+        t += gap
+        world.submit(Job(rid, model, t, service))
+    world.run()
+    _assert_answered_once_and_no_leaks(world)
+    bound = max_wait + max(loads) + longest + STOP_TIME
+    for rid, job in world.jobs.items():
+        waited = world.granted_at[rid] - job.at
+        assert waited <= bound + 1e-6, (rid, job.model, waited, bound)
