@@ -69,11 +69,15 @@ def example_config(
     scheduler: str = "serial",
     ttl: dict[str, float] | None = None,
     coexist: bool = False,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The example config with test-only knobs: free ports, scheduler, TTLs, both models resident."""
+    """The example config with test-only knobs: free ports, scheduler (and its settings), TTLs,
+    both models resident."""
     data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     data["startPort"] = start_port
     data.setdefault("routing", {}).setdefault("scheduler", {})["use"] = scheduler
+    if settings:
+        data["routing"]["scheduler"]["settings"] = {scheduler: settings}
     for model, seconds in (ttl or {}).items():
         data["models"][model]["ttl"] = seconds
     if coexist:
@@ -435,6 +439,57 @@ def test_scheduler_order_with_real_upstreams(
     else:
         assert finished[:2] == ["A1", "A2"] and set(finished[2:]) == {"B1", "B2"}, story
         assert [m for m, _ in loads] == [BIG, LITE], story
+
+
+@pytest.mark.parametrize("scheduler", ["fifo", "batch-aging"])
+def test_batch_aging_serves_the_model_fifo_starves_with_real_upstreams(
+    daemons: Callable[..., RealDaemon], scheduler: str
+) -> None:
+    """Three clients keep BIG busy back to back (each sends its next request as soon as its last
+    one is answered, 12 rounds each), and one request for LITE arrives meanwhile.
+
+    fifo: BIG always has a request in flight, so the LITE request waits until the whole stream is
+    over (llama-swap's starvation). batch-aging (``maxWait`` 1 s): once the LITE request has waited
+    1 s, BIG gets no new request, drains, LITE is loaded and answers, and the stream resumes on a
+    reloaded BIG, so several stream requests finish after it. Ordering only: no timed assertion.
+    """
+    settings = (
+        {"maxWait": 1, "minResident": 0, "residencyPerLoad": 0, "switchRatio": 0}
+        if scheduler == "batch-aging"
+        else None
+    )
+    daemon = daemons(scheduler=scheduler, settings=settings)
+    client = daemon.client()
+    assert "Paris" in ask_capital(client, BIG, "France")  # BIG resident before the stream
+    finished: list[tuple[str, float]] = []
+    lock = threading.Lock()
+
+    def hot(country: str) -> list[str]:
+        answers = []
+        for _ in range(12):
+            answers.append(ask_capital(client, BIG, country))
+            with lock:
+                finished.append((BIG, time.monotonic()))
+        return answers
+
+    with ThreadPoolExecutor(4) as pool:
+        streams = [pool.submit(hot, c) for c in ("France", "Germany", "Japan")]
+        assert wait_for(lambda: len(finished) >= 3, 60), daemon.log()
+        rare = pool.submit(ask_capital, client, LITE, "Italy")
+        rare_answer = rare.result(timeout=180)
+        rare_done = time.monotonic()
+        hot_answers = [f.result(timeout=180) for f in streams]
+
+    assert "Rome" in rare_answer
+    for answers, capital in zip(hot_answers, ("Paris", "Berlin", "Tokyo"), strict=True):
+        assert all(capital in a for a in answers), answers
+    after = sum(1 for _, t in finished if t > rare_done)
+    story = f"{after} of {len(finished)} BIG answers came after LITE's\n{daemon.log()}"
+    if scheduler == "fifo":
+        assert after == 0, story
+    else:
+        # At least the three requests the clients had queued when BIG was drained for LITE.
+        assert after >= 3, story
 
 
 def test_client_disconnect_mid_stream_stops_generation_and_frees_the_slot(
