@@ -112,7 +112,8 @@ class _Planner:
         self.deadline = deadline
         self.exact = exact
         self.mean_service = [
-            float(trace.service[trace.model == m].mean()) for m in range(trace.models)
+            float(trace.service[trace.model == m].mean()) if (trace.model == m).any() else 0.0
+            for m in range(trace.models)
         ]
         self.worst = 0.0
         """The longest wait so far (the adaptive variant's floor under the deadline)."""
@@ -137,6 +138,48 @@ class _Planner:
                 return False
             when += self.size(request)
         return True
+
+
+def shortest_load(load_time: Distribution) -> float:
+    """The least a load can take under ``load_time`` (0 where the distribution has no floor)."""
+    if load_time.kind == "constant":
+        return load_time.value
+    if load_time.kind == "uniform":
+        return load_time.low
+    if load_time.kind == "empirical":
+        return min(load_time.samples)
+    return 0.0
+
+
+def max_wait_floor(trace: OneSlotTrace, min_load: float) -> float:
+    """A max wait that *no* schedule on one slot can beat, whatever its order and however many loads.
+
+    Take the requests that arrive in a window ``[r_a, r_b]`` (a set S of k models). None starts
+    before ``r_a``, the slot serves one at a time, and k - 1 of the models are not resident at
+    ``r_a`` at best, so the last of S to start, request l, starts at
+    ``r_a + sum(S's services) - p_l + (k - 1) * min_load`` or later, and waits that minus ``r_l``.
+    Whichever request ends up last, its wait is at least the minimum of that over l, and the bound
+    is the largest such value over all windows. Free loads make it the one-machine bound with
+    release dates; it is below the free-swaps figure only because that one fixes arrival order.
+    """
+    order = np.argsort(trace.arrival, kind="stable")
+    arrival = trace.arrival[order].astype(float)
+    service = trace.service[order].astype(float)
+    model = trace.model[order]
+    best = 0.0
+    for a in range(len(arrival)):
+        total = np.cumsum(service[a:])
+        latest_release_plus_service = np.maximum.accumulate(service[a:] + arrival[a:])
+        first_seen = np.zeros(len(model) - a, dtype=bool)
+        seen: set[int] = set()
+        for i, m in enumerate(model[a:].tolist()):
+            if m not in seen:
+                seen.add(m)
+                first_seen[i] = True
+        loads = np.cumsum(first_seen) - 1
+        wait = arrival[a] + total + loads * min_load - latest_release_plus_service
+        best = max(best, float(wait.max()))
+    return best
 
 
 def reference(

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 import deadline_reference as dref
@@ -107,3 +109,42 @@ def test_one_slot_reference_picks_the_best_deadline_within_the_swap_budget() -> 
     # Only W values whose swaps stay within 1.1 x fifo's (2 here) count: none of them switches.
     assert oracle["swaps"] <= 1.1 * ref["fifo"]["swaps"]
     assert oracle["max_wait"] == 23.0
+
+
+def test_max_wait_floor_on_a_hand_worked_burst() -> None:
+    # Three requests at t = 0, 1, 2 of 10 s each on models A, B, A; loads take at least 3 s.
+    # Window [0, 2]: 30 s of service, 2 models (one load), the last one to start can be the one
+    # released at 2 (r + p = 12): 0 + 30 + 3 - 12 = 21 s.
+    trace = dref.OneSlotTrace(
+        np.array([0.0, 1.0, 2.0]), np.array([10.0, 10.0, 10.0]), np.array([0, 1, 0])
+    )
+    assert dref.max_wait_floor(trace, 3.0) == pytest.approx(21.0)
+    assert dref.shortest_load(Distribution("empirical", samples=(4.0, 2.5, 9.0))) == 2.5
+    assert dref.shortest_load(Distribution("lognormal", 3.0, 0.3)) == 0.0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    jobs=st.lists(
+        st.tuples(st.floats(0.0, 20.0), st.floats(0.5, 30.0), st.integers(0, 2)),
+        min_size=1,
+        max_size=40,
+    ),
+    load=st.floats(0.0, 15.0),
+    deadline=st.floats(5.0, 200.0),
+    exact=st.booleans(),
+)
+def test_max_wait_floor_is_never_beaten_by_a_schedule(
+    jobs: list[tuple[float, float, int]], load: float, deadline: float, exact: bool
+) -> None:
+    """The floor is a lower bound for every schedule: fifo and the planner in the one-slot loop,
+    whose loads all take ``load`` seconds, never wait less than it."""
+    arrival = np.cumsum([gap for gap, _, _ in jobs])
+    trace = dref.OneSlotTrace(
+        arrival, np.array([s for _, s, _ in jobs]), np.array([m for _, _, m in jobs])
+    )
+    floor = dref.max_wait_floor(trace, load)
+    constant = Distribution("constant", load)
+    for policy in ("fifo", "planned"):
+        outcome = trace.run(constant, seed=1, policy=policy, deadline=deadline, exact=exact)
+        assert floor <= outcome.max_wait + 1e-6, (policy, floor, outcome.max_wait)
