@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 from pathlib import Path
 
 import aiohttp
@@ -315,6 +316,12 @@ async def test_logs_metrics_and_log_stream() -> None:
         assert 'llamaswap_load_duration_seconds_count{model="talky"} 1.0' in metrics
         assert 'llamaswap_process_state{model="talky",state="ready"} 1.0' in metrics
         assert "llamaswap_queue_depth 0.0" in metrics
+        # Client requests only (no preload); the first one waited for the load.
+        assert 'llamaswap_queue_wait_seconds_count{model="talky"} 2.0' in metrics
+        waited = re.search(
+            r'^llamaswap_queue_wait_seconds_sum\{model="talky"\} (\S+)$', metrics, re.M
+        )
+        assert waited is not None and float(waited.group(1)) > 0
 
 
 async def test_loading_state_stream_then_upstream_tokens() -> None:

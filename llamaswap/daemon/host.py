@@ -133,6 +133,8 @@ class AsyncHost:
         self._serving.setdefault(request.model, set()).add(ticket)
         if ticket.preload:
             self.loop.call_soon(self.finish, ticket)
+        else:
+            self.metrics.request_granted(request.model, self.now() - request.arrival)
         return True
 
     def reject(self, request: Request, error: RequestError) -> None:

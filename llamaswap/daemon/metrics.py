@@ -41,6 +41,14 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.queue_wait = Histogram(
+            "llamaswap_queue_wait_seconds",
+            "Time from arrival to the grant (queued in the scheduler, including any load), by "
+            "model: what batch-aging's maxWait bounds",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "llamaswap_queue_depth", "Requests waiting in the scheduler", registry=r
         )
@@ -105,6 +113,9 @@ class Metrics:
         code = str(status)
         self._child(self.requests, model, code).inc()
         self._child(self.latency, model, code).observe(seconds)
+
+    def request_granted(self, model: str, waited: float) -> None:
+        self._child(self.queue_wait, model).observe(waited)
 
     # ------------------------------------------------------------------ core observations
 
