@@ -14,7 +14,7 @@ def _config(settings: dict[str, object]) -> dict[str, object]:
 
 def test_batch_aging_settings_with_aliases_resolve_to_real_model_ids() -> None:
     config = parse_config(
-        _config({"maxWait": 30, "priority": {"b": 2}, "loadCost": {"small": 1.5}}),
+        _config({"maxWait": 30, "priority": {"b": 2, "big": 2}, "loadCost": {"small": 1.5}}),
         require_cmd=False,
     )
     settings = config.scheduler_settings["batch-aging"]
@@ -47,6 +47,10 @@ def test_batch_aging_settings_with_aliases_resolve_to_real_model_ids() -> None:
         (
             {"loadCost": {"big": -1}},
             r"batch-aging\.loadCost\.big: must be a finite number of seconds >= 0",
+        ),
+        (
+            {"loadCost": {"big": 3, "b": 5}},
+            r"batch-aging\.loadCost\.b: model 'big' already has 3 \(via 'big'\)",
         ),
     ],
 )

@@ -139,12 +139,15 @@ def test_switch_ratio_off_leaves_only_the_max_wait_bound() -> None:
     assert loads(h) == ["A"]
 
 
-def test_min_residency_keeps_a_fresh_model_serving_its_work() -> None:
-    h = harness("A", "B", maxWait=2.0, minResident=10.0)
+def test_min_residency_keeps_a_fresh_model_serving_through_a_soft_claim() -> None:
+    """B's batch outweighs its cheap load at once (a soft claim), but A, loaded at t = 0, keeps
+    serving its trickle until its 10 s residency ends; then the residency timer drains it."""
+    h = harness("A", "B", maxWait=1000.0, minResident=10.0, switchRatio=1, loadCost={"B": 1.0})
     h.request("a0", "A")
     ready_now(h, "A")  # resident since t=0
     h.request("b0", "B")
-    h.advance(3.0)  # b0 is urgent, but A is protected until t=10
+    h.advance(3.0)
+    assert "B" in scheduler(h).snapshot()["claims"]
     h.request("a1", "A")
     assert h.host.granted_ids() == ["a0", "a1"]
     h.finish("a0")
@@ -160,15 +163,63 @@ def test_min_residency_keeps_a_fresh_model_serving_its_work() -> None:
     assert loads(h) == ["A", "B"]
 
 
+def test_max_wait_overrides_min_residency() -> None:
+    """While one model at a time is late the bound is hard: once b0 has waited ``maxWait``, A
+    (resident for 2.5 of its 10 s residency) takes no new request and is drained for B as soon as
+    its work is done."""
+    h = harness("A", "B", maxWait=2.0, minResident=10.0)
+    h.request("a0", "A")
+    ready_now(h, "A")
+    h.request("b0", "B")
+    h.advance(1.0)
+    h.request("a1", "A")  # b0 is not urgent yet: a1 rides on the resident model
+    h.advance(1.5)  # t=2.5: b0 is urgent
+    h.request("a2", "A")
+    assert h.host.granted_ids() == ["a0", "a1"], "no new same-model batching past an urgent b0"
+    h.finish("a0")
+    h.finish("a1")
+    assert loads(h) == ["A", "B"]
+    assert h.clock.now() == pytest.approx(2.5)
+
+
+def test_with_several_models_late_at_once_residency_holds() -> None:
+    """Overload: b0 and c0 are both past ``maxWait``. Cutting A's residency short would only add
+    loads, so A serves its trickle until its 10 s are up, then drains for the oldest (b0)."""
+    h = harness("A", "B", "C", maxWait=2.0, minResident=10.0)
+    h.request("a0", "A")
+    ready_now(h, "A")
+    h.request("b0", "B")
+    h.request("c0", "C")
+    h.advance(3.0)
+    assert scheduler(h).snapshot()["urgent"] == ["B", "C"]
+    h.request("a1", "A")
+    assert h.host.granted_ids() == ["a0", "a1"], "A is protected until t = 10"
+    h.advance(7.5)  # t = 10.5
+    h.request("a2", "A")
+    assert "a2" not in h.host.granted_ids()
+    h.finish("a0")
+    h.finish("a1")
+    assert loads(h) == ["A", "B"]
+
+
 def test_an_expensive_load_buys_a_proportionally_longer_residency() -> None:
-    h = harness("A", "B", maxWait=2.0, minResident=1.0, residencyPerLoad=2.0)
+    """Against soft claims; ``maxWait`` (1000 s here) still overrides it."""
+    h = harness(
+        "A",
+        "B",
+        maxWait=1000.0,
+        minResident=1.0,
+        residencyPerLoad=2.0,
+        switchRatio=1,
+        loadCost={"B": 1.0},
+    )
     h.request("a0", "A")
     h.advance(10.0)  # A's load takes 10 s: residency max(1, 2 * 10) = 20 s
     ready_now(h, "A")
     h.request("b0", "B")
     assert scheduler(h).residency("A") == pytest.approx(20.0)
     for i in range(1, 7):
-        h.advance(3.0)  # t = 13 .. 28; b0 is urgent from t = 12
+        h.advance(3.0)  # t = 13 .. 28; B's soft claim stands throughout
         h.request(f"a{i}", "A")
         h.finish(f"a{i - 1}")
     assert h.host.granted_ids() == [f"a{i}" for i in range(7)], "protected until t = 30"
@@ -324,7 +375,7 @@ def test_shutdown_fails_everything_waiting_and_cancels_timers() -> None:
     ]
     h.settle()
     assert h.host.shutdown_done == 1
-    assert h.clock.next_deadline() is None or h.router.shutting_down
+    assert h.clock.next_deadline() is None, "no timer outlives the shutdown"
 
 
 def test_failed_load_fails_its_waiters_and_the_next_model_goes() -> None:
@@ -395,6 +446,8 @@ def test_request_for_an_aborted_load_starts_a_fresh_one() -> None:
         ({"priority": {"Z": 1}}, "batch-aging.priority.Z: no such model"),
         ({"priority": {"A": 1.5}}, "batch-aging.priority.A: must be an integer"),
         ({"priority": ["A"]}, "batch-aging.priority: must map model ids"),
+        ({"priority": []}, "batch-aging.priority: must map model ids"),
+        ({"loadCost": 0}, "batch-aging.loadCost: must map model ids"),
         ({"loadCost": {"A": -2}}, "batch-aging.loadCost.A: must be a finite number of seconds"),
         ({"loadCost": {"A": True}}, "batch-aging.loadCost.A"),
         ({"slots": 0}, "batch-aging.slots: must be a whole number of slots >= 1, got 0"),
@@ -415,10 +468,34 @@ def test_settings_defaults_and_values() -> None:
     assert (parsed.max_wait, parsed.min_resident) == (12.0, 0.0)
     assert parsed.priority == {"A": 2}
     assert parsed.load_cost == {"A": 3.0}
-    assert BatchAgingSettings.parse({}, ["A"]).max_wait == 60.0
+    assert BatchAgingSettings.parse({}, ["A"]).max_wait is None, "unset: the derived default"
     assert not BatchAgingSettings.parse({}, ["A"]).planned
     assert BatchAgingSettings.parse({"slots": 2}, ["A", "B"]).slots == {"A": 2, "B": 2}
     assert BatchAgingSettings.parse({"slots": {"A": 1, "B": 4}}, ["A", "B"]).planned
+
+
+def test_unset_max_wait_is_60_s_or_the_longest_residency_a_load_earns() -> None:
+    h = harness("A", "B", loadCost={"B": 30.0})  # residencyPerLoad 4: B's load earns 120 s
+    assert scheduler(h).max_wait() == pytest.approx(120.0)
+    assert scheduler(h).snapshot()["max_wait"] == pytest.approx(120.0)
+    cheap = harness("A", "B", loadCost={"A": 2.0, "B": 3.0})  # 12 s residency: the 60 s floor
+    assert scheduler(cheap).max_wait() == pytest.approx(60.0)
+    set_explicitly = harness("A", "B", maxWait=45, loadCost={"B": 30.0})
+    assert scheduler(set_explicitly).max_wait() == pytest.approx(45.0)
+
+
+def test_unset_max_wait_follows_the_observed_load_time() -> None:
+    """A 40 s load observed: residency 160 s, so a B request is urgent after 160 s, not 60 s."""
+    h = harness("A", "B", loadCost={"B": 1.0})
+    h.request("a0", "A")
+    h.advance(40.0)
+    ready_now(h, "A")
+    assert scheduler(h).max_wait() == pytest.approx(160.0)
+    h.request("b0", "B")
+    h.advance(100.0)
+    assert scheduler(h).snapshot()["urgent"] == []
+    h.advance(60.0)
+    assert scheduler(h).snapshot()["urgent"] == ["B"]
 
 
 def test_slots_as_a_map_must_name_every_model() -> None:

@@ -180,11 +180,18 @@ def _batch_aging_settings(
         if raw is None or (key == "slots" and not isinstance(raw, Mapping)):
             continue
         resolved: dict[str, Any] = {}
+        named_by: dict[str, str] = {}
         for name, value in as_mapping(raw, f"{path}.{key}").items():
             real = resolve(str(name))
             if real is None:
                 raise ConfigError(f"{path}.{key}.{name}: unknown model {name!r}")
+            if real in resolved and resolved[real] != value:
+                raise ConfigError(
+                    f"{path}.{key}.{name}: model {real!r} already has {resolved[real]!r} "
+                    f"(via {named_by[real]!r})"
+                )
             resolved[real] = value
+            named_by[real] = str(name)
         out[key] = resolved
     try:
         BatchAgingSettings.parse(out, list(model_ids))
