@@ -574,6 +574,8 @@ routing:
     assert c.scheduler_settings["serial"] == {"anything": 1}
     assert c.warnings == (
         "routing.scheduler.settings.fifo.priority.ghost: unknown model 'ghost'; ignored",
+        "routing.scheduler.settings.serial: the scheduler in use is 'fifo', so these settings do "
+        "nothing",
     )
     assert c.routing_spec().settings_for("fifo")["priority"] == {"big": 10, "small": 1}
 

@@ -137,10 +137,12 @@ async def test_client_disconnect_while_queued_triggers_no_load() -> None:
         assert status == 200
 
 
-async def test_client_disconnect_while_its_model_loads() -> None:
-    """The core's policy: a load nobody waits for finishes unless another model is waiting."""
+@pytest.mark.parametrize("scheduler", ["serial", "fifo", "batch-aging"])
+async def test_client_disconnect_while_its_model_loads(scheduler: str) -> None:
+    """The core's policy, under every scheduler: a load nobody waits for finishes unless another
+    model is waiting, in which case it is aborted and the next model starts at once."""
     models = {"heavy": {"cmd": fake_cmd(load_time=1.2)}, "next": {"cmd": fake_cmd()}}
-    config = make_config(models, scheduler="serial")
+    config = make_config(models, scheduler=scheduler)
     async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{daemon.port}"
         host = daemon.runtime.host

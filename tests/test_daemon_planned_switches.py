@@ -98,11 +98,14 @@ async def _stream_with_one_other(settings: dict[str, Any]) -> list[str]:
 
 
 async def test_a_waiting_model_is_loaded_on_plan_while_the_resident_still_has_work() -> None:
-    """Planned: B must start within maxWait (1 s) of its arrival, so A yields mid-stream."""
-    order = await _stream_with_one_other(
-        {"slots": 1, "maxWait": 1.0, "minResident": 0, "loadCost": {"A": 0.3, "B": 0.3}}
-    )
-    assert order.index("B") <= 10, f"B waited for (nearly) all of A's stream: {order}"
+    """Planned: B must start within maxWait (1 s) of its arrival, so A yields mid-stream, and
+    earlier than the same policy without ``slots`` at the same maxWait, which has already handed
+    A's upstream every request that arrived before B became urgent."""
+    settings = {"maxWait": 1.0, "minResident": 0, "loadCost": {"A": 0.3, "B": 0.3}}
+    planned = await _stream_with_one_other({"slots": 1, **settings})
+    unplanned = await _stream_with_one_other(settings)
+    assert planned.index("B") <= 10, f"B waited for (nearly) all of A's stream: {planned}"
+    assert planned.index("B") < unplanned.index("B"), (planned, unplanned)
 
 
 async def test_without_slots_the_stream_keeps_the_gpu_until_max_wait_is_long_past() -> None:

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from recording_host import RecordingHost
@@ -416,3 +417,25 @@ def test_when_not_overloaded_the_bound_is_the_issues_max_wait_plus_one_load_and_
     for rid, job in world.jobs.items():
         waited = world.granted_at[rid] - job.at
         assert waited <= bound + 1e-6, (rid, job.model, waited, bound)
+
+
+@pytest.mark.parametrize(("scheduler", "holds"), [("batch-aging", True), ("fifo", False)])
+def test_the_issues_bound_tells_batch_aging_from_fifo_on_a_busy_stream(
+    scheduler: str, holds: bool
+) -> None:
+    """The world the property test above draws from, pinned: A's stream (a request every second,
+    3 s each) keeps A in service for a minute; one B request arrives at t = 5."""
+    max_wait = 2 * (1.0 + 3.0 + STOP_TIME)
+    spec = RoutingSpec(
+        models={m: ModelSpec(m, concurrency_limit=1000) for m in "AB"},
+        scheduler=scheduler,
+        scheduler_settings={"batch-aging": {"maxWait": max_wait}},
+    )
+    world = World(spec, {"A": 1.0, "B": 1.0})
+    for rid in range(60):
+        world.submit(Job(rid, "A", float(rid), 3.0))
+    world.submit(Job(60, "B", 5.0, 3.0))
+    world.run()
+    _assert_answered_once_and_no_leaks(world)
+    b_wait = world.granted_at[60] - 5.0
+    assert (b_wait <= max_wait + 1.0 + 3.0 + STOP_TIME) is holds, b_wait

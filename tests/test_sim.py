@@ -105,6 +105,21 @@ def test_cancel_after_uses_the_core_cancel_path() -> None:
     assert summary["completed"] == 1
 
 
+@pytest.mark.parametrize("scheduler", ["serial", "fifo", "batch-aging"])
+def test_cancel_after_aborts_a_load_another_model_waits_behind(scheduler: str) -> None:
+    """A's only client gives up 5 s into A's 30 s load while B waits: every scheduler aborts the
+    load and B loads at once (at 5 s plus the aborted process's stop), not after A's 30 s."""
+    trace = Trace.build([0.0, 1.0], ["A", "B"], service_time=[1.0, 1.0], cancel_after=[5.0, np.nan])
+    record, summary = run(trace, scheduler, load_time=30.0, unload_time=0.5)
+    assert list(record.status) == [CANCELLED, OK]
+    assert record.end[0] == 5.0
+    assert [row[2] for row in record.swaps] == ["A", "B"]
+    assert record.swaps[0][4] == 0, "A's load is recorded as aborted"
+    assert record.swaps[1][0] == pytest.approx(5.5), "B's load starts once A has stopped"
+    assert record.start[1] == pytest.approx(35.5)
+    assert summary["cancelled"] == 1 and summary["completed"] == 1
+
+
 def test_cancel_after_grant_is_a_no_op() -> None:
     trace = Trace.build([0.0], ["A"], service_time=[10.0], cancel_after=[3.0])
     record, _ = run(trace, load_time=1.0)

@@ -135,6 +135,10 @@ def parse_scheduler(
         elif sname == BATCH_AGING:
             body = _batch_aging_settings(body, path, resolve, model_ids)
         settings[sname] = body
+        if sname != name:
+            # Kept (validated) for a later switch of `use`, but silent here would mislead:
+            # e.g. fifo.priority does nothing under batch-aging, which has its own priority.
+            ctx.warn(f"{path}: the scheduler in use is {name!r}, so these settings do nothing")
     return name, settings
 
 
