@@ -370,7 +370,7 @@ class BatchAgingScheduler:
         """``max_wait()``'s value; it changes only when a load time is observed."""
         if self.settings.max_wait is not None:
             return self.settings.max_wait
-        return max(DEFAULTS["maxWait"], max(self.residency(m) for m in self._models))
+        return max([DEFAULTS["maxWait"], *(self.residency(m) for m in self._models)])
 
     def residency(self, model: str) -> float:
         """Seconds of protected residency a load earns: ``minResident``, or ``residencyPerLoad``
@@ -584,8 +584,8 @@ class BatchAgingScheduler:
         return changed
 
     def _busy(self, model: str, now: float, drained: bool, overrides: bool) -> bool:
-        """May not be evicted now: serving, protected (unless for a ``maxWait`` claim), or (unless
-        drained for the head claim) holding queued requests of its own behind its window."""
+        """May not be evicted now: serving, protected (unless for a lone ``maxWait`` claim), or
+        (unless drained for the head claim) holding queued requests of its own behind its window."""
         return (
             self._in_flight[model] > 0
             or (not overrides and self._protected(model, now))
