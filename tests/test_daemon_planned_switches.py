@@ -31,20 +31,20 @@ def _gauge(metrics: str, name: str, model: str | None = None) -> float:
 
 async def _peaks(settings: dict[str, Any], requests: int = 4) -> tuple[float, float, list[int]]:
     """Send ``requests`` at once to model A (upstream has 4 slots, ~0.25 s per request); the most
-    A requests in flight at the upstream, the deepest scheduler queue, and the statuses."""
+    A requests the upstream itself ever held at once (its own count, read through
+    ``/upstream/A/...``), the deepest scheduler queue seen, and the statuses."""
     models = {"A": {"cmd": fake_cmd(load_time=0.1, decode_tps=40)}, "B": {"cmd": fake_cmd()}}
     config = _batch_aging_config(models, settings)
     async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{daemon.port}"
-        in_flight = queued = 0.0
+        queued = 0.0
         stop = asyncio.Event()
 
         async def watch() -> None:
-            nonlocal in_flight, queued
+            nonlocal queued
             while not stop.is_set():
                 async with http.get(base + "/metrics") as r:
                     text = await r.text()
-                in_flight = max(in_flight, _gauge(text, "llamaswap_in_flight_requests", "A"))
                 queued = max(queued, _gauge(text, "llamaswap_queue_depth"))
                 await asyncio.sleep(0.02)
 
@@ -57,7 +57,9 @@ async def _peaks(settings: dict[str, Any], requests: int = 4) -> tuple[float, fl
         statuses = await asyncio.gather(*(one() for _ in range(requests)))
         stop.set()
         await watcher
-    return in_flight, queued, list(statuses)
+        async with http.get(base + "/upstream/A/debug/concurrency") as r:
+            peak = float((await r.json())["peak"])
+    return peak, queued, list(statuses)
 
 
 async def test_slots_hold_the_excess_in_the_scheduler() -> None:

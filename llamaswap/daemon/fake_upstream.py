@@ -88,6 +88,9 @@ class FakeUpstream:
         self.receiving: dict[int, int] = {}
         """Body bytes received so far by each echo request still reading its body."""
         self._echo_ids = 0
+        self.active = 0
+        """Generation requests received and not yet answered (in a slot or waiting for one)."""
+        self.peak_active = 0
 
     # ------------------------------------------------------------------ helpers
 
@@ -151,6 +154,11 @@ class FakeUpstream:
         """Body bytes received by echo requests still uploading: shows a proxy streams bodies."""
         return web.json_response({"bytes": sum(self.receiving.values())})
 
+    async def concurrency(self, request: web.Request) -> web.Response:
+        """Generation requests at this upstream now and at most so far: shows how many requests a
+        proxy hands over at once (exact, where polling the proxy's own gauge could miss a peak)."""
+        return web.json_response({"active": self.active, "peak": self.peak_active})
+
     async def echo(self, request: web.Request) -> web.Response:
         self._echo_ids += 1
         key = self._echo_ids
@@ -210,6 +218,14 @@ class FakeUpstream:
         )
 
     async def _generate(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+        self.active += 1
+        self.peak_active = max(self.peak_active, self.active)
+        try:
+            return await self._generate_counted(request, chat=chat)
+        finally:
+            self.active -= 1
+
+    async def _generate_counted(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
         body = await self._json_body(request)
         if not self.loaded():
             return web.json_response(
@@ -319,6 +335,7 @@ class FakeUpstream:
         app.router.add_get("/models", self.models)
         app.router.add_get("/debug/last-request", self.last)
         app.router.add_get("/debug/receiving", self.receiving_now)
+        app.router.add_get("/debug/concurrency", self.concurrency)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
