@@ -14,8 +14,9 @@ Fault knobs: ``--fail-start`` (exit 1 once the load time has passed, never healt
 
 Besides the OpenAI endpoints, any other path answers a JSON echo of what it received (method, path,
 query, content type, body size and SHA-256), ``GET /debug/last-request`` returns the last JSON body
-and headers seen, and ``GET /debug/receiving`` the body bytes received so far by echo requests still
-uploading: this lets tests check what the proxy actually forwarded, and when.
+and headers seen, ``GET /debug/receiving`` the body bytes received so far by echo requests still
+uploading, and ``GET /debug/concurrency`` how many generation requests it holds now and held at
+most: this lets tests check what the proxy actually forwarded, and when.
 """
 
 from __future__ import annotations
