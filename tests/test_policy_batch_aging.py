@@ -182,24 +182,30 @@ def test_max_wait_overrides_min_residency() -> None:
     assert h.clock.now() == pytest.approx(2.5)
 
 
-def test_with_several_models_late_at_once_residency_holds() -> None:
-    """Overload: b0 and c0 are both past ``maxWait``. Cutting A's residency short would only add
-    loads, so A serves its trickle until its 10 s are up, then drains for the oldest (b0)."""
-    h = harness("A", "B", "C", maxWait=2.0, minResident=10.0)
+def test_a_load_chosen_while_the_late_request_waited_keeps_its_residency() -> None:
+    """a1 was already queued (behind b0's claim) when B's load began: that load was paid for with
+    a1 in view, so a1's own claim does not cut B's 10 s residency short; B then drains for A."""
+    h = harness("A", "B", maxWait=2.0, minResident=10.0)
     h.request("a0", "A")
     ready_now(h, "A")
     h.request("b0", "B")
-    h.request("c0", "C")
-    h.advance(3.0)
-    assert scheduler(h).snapshot()["urgent"] == ["B", "C"]
+    h.advance(2.5)  # b0 is urgent; A (loaded before b0 arrived) takes nothing new
     h.request("a1", "A")
-    assert h.host.granted_ids() == ["a0", "a1"], "A is protected until t = 10"
-    h.advance(7.5)  # t = 10.5
-    h.request("a2", "A")
-    assert "a2" not in h.host.granted_ids()
+    h.advance(0.5)
     h.finish("a0")
-    h.finish("a1")
-    assert loads(h) == ["A", "B"]
+    assert loads(h) == ["A", "B"]  # B's load begins at t = 3, after a1 arrived
+    ready_now(h, "B")
+    h.request("b1", "B")
+    h.advance(2.0)  # t = 5: a1 has waited 2.5 s
+    assert scheduler(h).snapshot()["urgent"] == ["A"]
+    h.request("b2", "B")
+    assert h.host.granted_ids() == ["a0", "b0", "b1", "b2"], "B keeps its residency"
+    h.advance(8.5)  # t = 13.5: B's residency (from t = 3) is over
+    h.request("b3", "B")
+    assert "b3" not in h.host.granted_ids()
+    for r in ("b0", "b1", "b2"):
+        h.finish(r)
+    assert loads(h) == ["A", "B", "A"]
 
 
 def test_an_expensive_load_buys_a_proportionally_longer_residency() -> None:

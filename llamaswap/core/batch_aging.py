@@ -8,16 +8,18 @@ pays a load for every model change. This policy keeps fifo's batching and adds f
 * **Starvation bound** (``maxWait``): once a queued request has waited ``maxWait`` seconds its model
   becomes *urgent*: the models its load would evict stop taking new requests (they drain), and
   nothing else may start a load that would delay it. Urgent models go in order of their oldest
-  request, before any priority. While it is the only urgent model, its claim overrides residency,
-  so when one model at a time is late no request waits more than ``maxWait`` + one batch + one
-  stop + one load. When several are late at once the box is overloaded for this bound, and
-  cutting residencies short would only add loads (measured: up to 1.5x the mean latency with
-  30 s loads), so residency holds. Unset, ``maxWait`` is 60 s or the longest residency a load
-  earns, whichever is longer: a bound of two slow loads would make a round-robin.
+  request, before any priority. The claim also cuts short the residency (below) of a model whose
+  load began before the late request arrived: fifo's starvation, a resident model held by its
+  own traffic, ends after ``maxWait`` + one batch + one stop + one load. A model whose load was
+  chosen while the late request already waited keeps its residency: that load was paid for with
+  the request in view, and cutting it makes two models take turns evicting each other (measured:
+  up to 1.3x fifo's max wait with 30 s loads). Unset, ``maxWait`` is 60 s or the longest
+  residency a load earns, whichever is longer: a bound of two slow loads would make a round-robin.
 * **Minimum residency**: a model loaded less than ``max(minResident, residencyPerLoad * load
-  cost)`` seconds ago is not drained or evicted while it still has work, except for a lone urgent
-  model (above). An expensive load thus buys a proportionally longer stay, so loads remain a
-  bounded share of the GPU's time and an overloaded system cannot thrash.
+  cost)`` seconds ago is not drained or evicted while it still has work, except for a request that
+  arrived after its load began and has waited ``maxWait`` (above). An expensive load thus buys a
+  proportionally longer stay, so loads remain a bounded share of the GPU's time and an overloaded
+  system cannot thrash.
 * **Cost-aware choice** of the next model among those waiting, by the batch's *response ratio*
   ``(sum of waits + q * service) / (load cost + q * service)``: highest-response-ratio-next applied
   to whole batches. More demand and longer waits raise a model's claim; a dear load lowers it. The
@@ -232,6 +234,8 @@ class BatchAgingScheduler:
         """The longest a request has waited for its grant so far (the plan's floor under limit)."""
         self._bound = self._derive_max_wait()
         """``max_wait()``, kept current by every observed load."""
+        self._load_started: dict[str, float] = {}
+        """When the load that made each model resident was started (residency's claim to honour)."""
 
     # ------------------------------------------------------------------ events
 
@@ -273,6 +277,7 @@ class BatchAgingScheduler:
                 self._observe(self._load_estimate, model, now - swap.started)
                 self._bound = self._derive_max_wait()
                 self._resident_since[model] = now
+                self._load_started[model] = swap.started
             waiters = swap.waiters
             if error is None:
                 waiters = self._within_window(model, waiters)
@@ -490,9 +495,8 @@ class BatchAgingScheduler:
         made by every urgent model and, after them, by every model that needs a load and whose
         response ratio reached ``switchRatio``: its waiting outweighs its load cost enough to
         drain the resident model early (the soft, cost-aware trigger; ``maxWait`` is the hard one).
-        A lone ``maxWait`` claim overrides residency, so ``maxWait`` bounds the waits while one
-        model at a time is late; with several late (overload), a soft claim, or a planned
-        switch's claim (its limit is a target, not a bound), residency holds.
+        A ``maxWait`` claim may override residency (``_overrides``); a soft claim and a planned
+        switch's claim (its limit is a target, not a bound) never do.
         """
         urgent = self._urgent(now)
         ratios = {
@@ -512,7 +516,7 @@ class BatchAgingScheduler:
         )
         switch = 0.0 if planned else self.settings.switch_ratio
         due = [m for m in rest if switch and ratios[m] >= switch and self._load_for(m, present) > 0]
-        return urgent + rest, urgent + due, set() if planned or len(urgent) > 1 else set(urgent)
+        return urgent + rest, urgent + due, set() if planned else set(urgent)
 
     def _protected(self, model: str, now: float) -> bool:
         """Minimum residency: loaded recently and still has work, so it may not be drained."""
@@ -543,7 +547,7 @@ class BatchAgingScheduler:
                 blocked = {
                     m
                     for m in self._eviction(model, present)
-                    if model in hard or not self._protected(m, now)
+                    if self._overrides(model, m, hard) or not self._protected(m, now)
                 }
                 break
         changed = False
@@ -569,8 +573,10 @@ class BatchAgingScheduler:
                 continue
             if head is not None and model != head and self._delays(model, head, evict, present):
                 continue
-            overrides = model == head and model in hard
-            if any(self._busy(m, now, m in blocked, overrides) for m in evict):
+            if any(
+                self._busy(m, now, m in blocked, model == head and self._overrides(model, m, hard))
+                for m in evict
+            ):
                 continue
             self._active[model] = _Swap(evict, now, self._take(model))
             present.add(model)
@@ -583,9 +589,18 @@ class BatchAgingScheduler:
             self._publish_queue()
         return changed
 
+    def _overrides(self, claimant: str, resident: str, hard: set[str]) -> bool:
+        """Does ``claimant``'s ``maxWait`` claim cut ``resident``'s residency short? Only if its
+        late request arrived after the resident's load began: a load chosen while that request
+        already waited was paid for with it in view, and keeps its residency."""
+        if claimant not in hard:
+            return False
+        oldest = self._queues[claimant][0].arrival
+        return oldest >= self._load_started.get(resident, -math.inf)
+
     def _busy(self, model: str, now: float, drained: bool, overrides: bool) -> bool:
-        """May not be evicted now: serving, protected (unless for a lone ``maxWait`` claim), or
-        (unless drained for the head claim) holding queued requests of its own behind its window."""
+        """May not be evicted now: serving, protected (unless ``_overrides``), or (unless drained
+        for the head claim) holding queued requests of its own behind its window."""
         return (
             self._in_flight[model] > 0
             or (not overrides and self._protected(model, now))
