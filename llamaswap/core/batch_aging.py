@@ -487,9 +487,8 @@ class BatchAgingScheduler:
         )
         return back - self._queues[resident][0].arrival < late_wait
 
-    def _ranked(self, now: float, present: set[str]) -> tuple[list[str], list[str], set[str]]:
-        """(every waiting model in service order, the models that claim the GPU now, the claims
-        that override a minimum residency).
+    def _ranked(self, now: float, present: set[str]) -> tuple[list[str], list[str]]:
+        """(every waiting model in service order, the models that claim the GPU now).
 
         Order: urgent models (oldest first), then by priority, response ratio and age. A claim is
         made by every urgent model and, after them, by every model that needs a load and whose
@@ -516,7 +515,7 @@ class BatchAgingScheduler:
         )
         switch = 0.0 if planned else self.settings.switch_ratio
         due = [m for m in rest if switch and ratios[m] >= switch and self._load_for(m, present) > 0]
-        return urgent + rest, urgent + due, set() if planned else set(urgent)
+        return urgent + rest, urgent + due
 
     def _protected(self, model: str, now: float) -> bool:
         """Minimum residency: loaded recently and still has work, so it may not be drained."""
@@ -538,7 +537,7 @@ class BatchAgingScheduler:
             return False
         now = self._effects.now()
         present = set(self._effects.running_models()) | set(self._active)
-        ranked, claims, hard = self._ranked(now, present)
+        ranked, claims = self._ranked(now, present)
         head: str | None = None
         blocked: set[str] = set()
         for model in claims:
@@ -547,7 +546,7 @@ class BatchAgingScheduler:
                 blocked = {
                     m
                     for m in self._eviction(model, present)
-                    if self._overrides(model, m, hard) or not self._protected(m, now)
+                    if self._overrides(model, m, now) or not self._protected(m, now)
                 }
                 break
         changed = False
@@ -574,7 +573,7 @@ class BatchAgingScheduler:
             if head is not None and model != head and self._delays(model, head, evict, present):
                 continue
             if any(
-                self._busy(m, now, m in blocked, model == head and self._overrides(model, m, hard))
+                self._busy(m, now, m in blocked, model == head and self._overrides(model, m, now))
                 for m in evict
             ):
                 continue
@@ -589,14 +588,16 @@ class BatchAgingScheduler:
             self._publish_queue()
         return changed
 
-    def _overrides(self, claimant: str, resident: str, hard: set[str]) -> bool:
-        """Does ``claimant``'s ``maxWait`` claim cut ``resident``'s residency short? Only if its
-        late request arrived after the resident's load began: a load chosen while that request
-        already waited was paid for with it in view, and keeps its residency."""
-        if claimant not in hard:
+    def _overrides(self, claimant: str, resident: str, now: float) -> bool:
+        """Does ``claimant``'s claim cut ``resident``'s residency short? Only a ``maxWait`` claim
+        (not a soft one, nor a planned switch's, whose limit is a target), and only if its late
+        request arrived after the resident's load began: a load chosen while that request already
+        waited was paid for with it in view, and keeps its residency."""
+        if self.settings.planned:
             return False
         oldest = self._queues[claimant][0].arrival
-        return oldest >= self._load_started.get(resident, -math.inf)
+        late = now - oldest >= self.max_wait()
+        return late and oldest >= self._load_started.get(resident, -math.inf)
 
     def _busy(self, model: str, now: float, drained: bool, overrides: bool) -> bool:
         """May not be evicted now: serving, protected (unless ``_overrides``), or (unless drained
