@@ -16,7 +16,7 @@ import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -24,6 +24,7 @@ from aiohttp import web
 from llamaswap.core.errors import RequestError
 from llamaswap.core.process import ProcessState
 from llamaswap.daemon.body import BodyTooLargeError, read_body
+from llamaswap.daemon.contract import Backend, Server
 from llamaswap.daemon.errors import error_response, request_error_response
 from llamaswap.daemon.extract import (
     BadRequestError,
@@ -35,9 +36,6 @@ from llamaswap.daemon.forward import relay, request_headers
 from llamaswap.daemon.loading import wait_with_loading_state
 from llamaswap.daemon.logs import LogMonitor
 from llamaswap.record.usage import UsageTap
-
-if TYPE_CHECKING:
-    from llamaswap.daemon.server import Daemon
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -111,10 +109,10 @@ def _sanitize_header_list(value: str) -> str:
 
 
 class Api:
-    """Route handlers bound to one daemon (its current runtime changes on reload)."""
+    """Route handlers bound to one :class:`Server` (its current backend changes on reload)."""
 
-    def __init__(self, daemon: Daemon, client_max_size: int = 1 << 30) -> None:
-        self.daemon = daemon
+    def __init__(self, server: Server, client_max_size: int = 1 << 30) -> None:
+        self.server = server
         self.client_max_size = client_max_size
 
     # ================================================================== middleware
@@ -134,11 +132,11 @@ class Api:
                     "Access-Control-Max-Age": "86400",
                 },
             )
-        if self.daemon.draining and request.path not in NO_AUTH:
+        if self.server.draining and request.path not in NO_AUTH:
             return error_response(
                 request, 503, "llamaswap is shutting down", headers={"Connection": "close"}
             )
-        keys = self.daemon.runtime.config.api_keys
+        keys = self.server.config.api_keys
         if keys and request.path not in NO_AUTH and not key_ok(_api_key(request), keys):
             return error_response(
                 request,
@@ -167,7 +165,6 @@ class Api:
     async def _dispatch(
         self, request: web.Request, query_first: bool, strip_prefix: str
     ) -> web.StreamResponse:
-        daemon = self.daemon
         started = time.monotonic()
         content_type = request.headers.get("Content-Type", "")
         try:
@@ -189,8 +186,8 @@ class Api:
             return error_response(
                 request, 400, "no model could be identified: set 'model' in the body or ?model="
             )
-        runtime = await daemon.current_runtime()
-        config = runtime.config
+        backend = await self.server.current()
+        config = backend.config
         model_id = config.resolve(found.model)
         if model_id is None:
             return error_response(request, 404, f"model {found.model!r} is not configured")
@@ -215,10 +212,10 @@ class Api:
             found.stream
             and model.send_loading_state
             and request.path.startswith("/v1/chat/completions")
-            and runtime.state(model_id) is not ProcessState.READY
+            and backend.state(model_id) is not ProcessState.READY
         )
         facts = None
-        if daemon.recorder is not None:
+        if self.server.recorder is not None:
             json_body = found.json_body if isinstance(found.json_body, dict) else {}
             max_tokens = next(
                 (
@@ -230,13 +227,13 @@ class Api:
             )
             facts = (max_tokens, bool(found.stream))
         return await self._serve(
-            request, runtime, model_id, url, body, loading, started, facts, body_length
+            request, backend, model_id, url, body, loading, started, facts, body_length
         )
 
     async def _serve(
         self,
         request: web.Request,
-        runtime: Any,
+        backend: Backend,
         model_id: str,
         url: str,
         body: Any,
@@ -245,10 +242,9 @@ class Api:
         facts: tuple[int | None, bool] | None = None,
         body_length: int | None = None,
     ) -> web.StreamResponse:
-        daemon = self.daemon
-        host = runtime.host
-        daemon.active += 1
-        recorder = daemon.recorder
+        server = self.server
+        server.request_opened()
+        recorder = server.recorder
         request_id: str | None = request.headers.get(REQUEST_ID_HEADER) or None
         if request_id is not None:
             request_id = request_id[:200]
@@ -260,7 +256,7 @@ class Api:
             recorder.arrival(request_id, model_id, output_tokens=max_tokens, stream=stream)
             logged_id = request_id
             tap = UsageTap(lambda: recorder.first_byte(logged_id))
-        ticket = host.submit(model_id, request_id=request_id)
+        ticket = backend.submit(model_id, request_id=request_id)
         status = 499
         error_text: str | None = None
         try:
@@ -282,15 +278,15 @@ class Api:
                 headers["Content-Length"] = str(body_length)
             response, error_text = await relay(
                 request,
-                daemon.session,
+                server.session,
                 ticket,
                 url,
                 body,
                 headers,
                 prepared,
                 tap=tap.chunk if tap is not None else None,
-                settle=lambda: runtime.processes.settle_if_dead(model_id),
-                lean=daemon.lean,
+                settle=lambda: backend.settle_if_dead(model_id),
+                lean=server.lean,
             )
             status = 502 if error_text is not None else response.status
             return response
@@ -309,18 +305,14 @@ class Api:
                     recorder.cancel(ticket.request.id)
                 else:
                     recorder.done(ticket.request.id, status)
-            host.release(ticket, error_text)
-            daemon.active -= 1
-            if not daemon.active:
-                daemon.idle.set()
-            daemon.metrics.request_done(model_id, status, time.monotonic() - started)
-            daemon.access(request, status, started)
+            backend.release(ticket, error_text)
+            server.request_closed(request, model_id, status, started)
 
     # ================================================================== /upstream passthrough
 
     async def upstream(self, request: web.Request) -> web.StreamResponse:
-        runtime = await self.daemon.current_runtime()
-        config = runtime.config
+        backend = await self.server.current()
+        config = backend.config
         raw = request.raw_path[len("/upstream/") :]
         raw_path, _, query = raw.partition("?")
         segments = raw_path.split("/")
@@ -347,14 +339,14 @@ class Api:
                         return error_response(request, 413, f"request body too large: {exc.text}")
                 else:
                     body = request.content.iter_any()
-            return await self._serve(request, runtime, model_id, url, body, False, time.monotonic())
+            return await self._serve(request, backend, model_id, url, body, False, time.monotonic())
         return error_response(request, 404, "model not found")
 
     # ================================================================== listing and state
 
     async def models(self, request: web.Request) -> web.Response:
-        runtime = await self.daemon.current_runtime()
-        config = runtime.config
+        backend = await self.server.current()
+        config = backend.config
         created = int(time.time())
         data: list[dict[str, Any]] = []
         aliases_of: dict[str, list[str]] = {}
@@ -364,7 +356,7 @@ class Api:
             model = config.models[model_id]
             if model.unlisted:
                 continue
-            state = runtime.state(model_id)
+            state = backend.state(model_id)
             loaded = state is not None and state not in (
                 ProcessState.STOPPED,
                 ProcessState.SHUTDOWN,
@@ -402,42 +394,37 @@ class Api:
         return response
 
     async def running(self, request: web.Request) -> web.Response:
-        runtime = await self.daemon.current_runtime()
-        return web.json_response({"running": runtime.running()})
+        backend = await self.server.current()
+        return web.json_response({"running": backend.running()})
 
     async def scheduler(self, request: web.Request) -> web.Response:
         """What the scheduler would say about itself (queue, loads, and for batch-aging its
         urgent models, claims, load estimates and plan limit): for operators tuning a policy."""
-        runtime = await self.daemon.current_runtime()
-        router = runtime.router
-        return web.json_response(
-            {"scheduler": router.scheduler.name, "state": dict(router.scheduler.snapshot())}
-        )
+        name, state = (await self.server.current()).scheduler_state()
+        return web.json_response({"scheduler": name, "state": dict(state)})
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(text="OK")
 
     async def unload_all_get(self, request: web.Request) -> web.Response:
-        runtime = await self.daemon.current_runtime()
-        await runtime.host.unload(None)
+        await (await self.server.current()).unload(None)
         return web.Response(text="OK")
 
     async def unload_all(self, request: web.Request) -> web.Response:
-        runtime = await self.daemon.current_runtime()
-        await runtime.host.unload(None)
+        await (await self.server.current()).unload(None)
         return web.json_response({"msg": "ok"})
 
     async def unload_one(self, request: web.Request) -> web.Response:
-        runtime = await self.daemon.current_runtime()
+        backend = await self.server.current()
         name = request.match_info["model"]
-        model_id = runtime.config.resolve(name)
+        model_id = backend.config.resolve(name)
         if model_id is None:
             return error_response(request, 404, "model not found")
-        await runtime.host.unload((model_id,))
+        await backend.unload((model_id,))
         return web.Response(text="OK")
 
     async def metrics(self, request: web.Request) -> web.Response:
-        response = web.Response(body=self.daemon.metrics.render())
+        response = web.Response(body=self.server.metrics.render())
         response.content_type = "text/plain"
         response.charset = "utf-8"
         response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
@@ -446,15 +433,15 @@ class Api:
     # ================================================================== logs
 
     async def logs(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.daemon.logs.combined.history(), content_type="text/plain")
+        return web.Response(body=self.server.logs.combined.history(), content_type="text/plain")
 
     def _monitor(self, name: str) -> LogMonitor | None:
-        logs = self.daemon.logs
+        logs = self.server.logs
         if name in ("", "proxy"):
             return logs.proxy if name else logs.combined
         if name == "upstream":
             return logs.upstream
-        model_id = self.daemon.runtime.config.resolve(name)
+        model_id = self.server.config.resolve(name)
         if model_id is None:
             return None
         return logs.model(model_id)
@@ -508,8 +495,8 @@ async def quiet_gc(app: web.Application) -> None:
         gc.set_threshold(*GC_THRESHOLDS)
 
 
-def build_app(daemon: Daemon, client_max_size: int) -> web.Application:
-    api = Api(daemon, client_max_size)
+def build_app(server: Server, client_max_size: int) -> web.Application:
+    api = Api(server, client_max_size)
     app = web.Application(client_max_size=client_max_size, middlewares=[api.middleware])
     app.on_startup.append(quiet_gc)
     add = app.router.add_route

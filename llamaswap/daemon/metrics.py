@@ -84,6 +84,14 @@ class Metrics:
             ["model", "state"],
             registry=r,
         )
+        self.reloads = Counter(
+            "llamaswap_config_reloads",
+            "Config reloads (SIGHUP, --watch-config), by result: ok, or refused (old config kept)",
+            ["result"],
+            registry=r,
+        )
+        for result in ("ok", "refused"):  # both series exist (at 0) before the first reload
+            self.reloads.labels(result)
         self._children: dict[tuple[str, ...], Any] = {}
         self.in_flight_of: Callable[[str], int] = lambda model: 0
         """Set by the daemon: the current host's in-flight count for a model (read at scrape)."""
@@ -116,6 +124,9 @@ class Metrics:
 
     def request_granted(self, model: str, waited: float) -> None:
         self._child(self.queue_wait, model).observe(waited)
+
+    def reload_done(self, *, ok: bool) -> None:
+        self.reloads.labels("ok" if ok else "refused").inc()
 
     # ------------------------------------------------------------------ core observations
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Hashable, Mapping
 
 from llamaswap.config.model import Config, ModelConfig
 from llamaswap.core.process import ProcessState
 from llamaswap.core.router import Router
-from llamaswap.daemon.host import AsyncHost
+from llamaswap.daemon.host import AsyncHost, Ticket
 from llamaswap.daemon.logs import Logs
 from llamaswap.daemon.metrics import Metrics
 from llamaswap.daemon.processes import UpstreamProcesses, UpstreamSpec, Watchdog
@@ -33,6 +34,8 @@ def upstream_spec(model: ModelConfig) -> UpstreamSpec:
 
 
 class Runtime:
+    """Implements :class:`~llamaswap.daemon.contract.Backend`: what a request handler may use."""
+
     def __init__(
         self,
         config: Config,
@@ -62,6 +65,22 @@ class Runtime:
 
     def state(self, model: str) -> ProcessState | None:
         return self.router.model_state(model)
+
+    def scheduler_state(self) -> tuple[str, Mapping[str, object]]:
+        scheduler = self.router.scheduler
+        return scheduler.name, scheduler.snapshot()
+
+    def submit(self, model: str, *, request_id: Hashable | None = None) -> Ticket:
+        return self.host.submit(model, request_id=request_id)
+
+    def release(self, ticket: Ticket, error: str | None = None) -> None:
+        self.host.release(ticket, error)
+
+    async def unload(self, models: tuple[str, ...] | None) -> None:
+        await self.host.unload(models)
+
+    async def settle_if_dead(self, model: str) -> None:
+        await self.processes.settle_if_dead(model)
 
     def running(self) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []

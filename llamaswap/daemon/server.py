@@ -53,6 +53,8 @@ SYNs that the client retries only after a second. The kernel caps it at ``net.co
 
 
 class Daemon:
+    """The process-long daemon; implements :class:`~llamaswap.daemon.contract.Server` for app.py."""
+
     def __init__(
         self,
         config: Config,
@@ -154,10 +156,24 @@ class Daemon:
         log.info("shutdown complete")
         logging.getLogger("llamaswap").removeHandler(self._log_handler)
 
-    async def current_runtime(self) -> Runtime:
+    # ================================================================== the Server contract
+
+    async def current(self) -> Runtime:
         if not self._switched.is_set():
             await self._switched.wait()
         return self.runtime
+
+    def request_opened(self) -> None:
+        self.active += 1
+
+    def request_closed(
+        self, request: web.BaseRequest, model: str, status: int, started: float
+    ) -> None:
+        self.active -= 1
+        if not self.active:
+            self.idle.set()
+        self.metrics.request_done(model, status, time.monotonic() - started)
+        self.access(request, status, started)
 
     # ================================================================== reload
 
@@ -169,11 +185,13 @@ class Daemon:
             if config is None:
                 if self.loader is None:
                     log.warning("reload requested but this daemon has no config file to read")
+                    self.metrics.reload_done(ok=False)
                     return False
                 try:
                     config = self.loader()
                 except ConfigError as exc:
                     log.error("config reload failed, keeping the running config: %s", exc)
+                    self.metrics.reload_done(ok=False)
                     return False
             log.info("reloading config: stopping every model of the old config")
             for warning in config.warnings:
@@ -195,6 +213,7 @@ class Daemon:
                 self.recorder.meta({"reload": True, **spec_meta(config.routing_spec())})
             self.runtime.preload()
             log.info("config reloaded")
+            self.metrics.reload_done(ok=True)
             return True
 
     def watch(self, paths: list[Path], config_dir: Path | None, every: float = 2.0) -> None:
