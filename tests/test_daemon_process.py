@@ -8,13 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from waiting import WaitTimeoutError, wait_until_sync
 
 from llamaswap.daemon.testing import fake_cmd, free_port_block, pid_alive, serve_argv
 
@@ -53,6 +53,11 @@ class Served:
         self.base = f"http://127.0.0.1:{port}"
         self.config = config
 
+    def metrics(self) -> str:
+        status, text = _get(self.base + "/metrics")
+        assert status == 200
+        return text
+
     def running(self) -> list[dict[str, object]]:
         status, text = _get(self.base + "/running")
         assert status == 200
@@ -85,30 +90,32 @@ def served(tmp_path: Path) -> Iterator[Served]:
         stderr=subprocess.STDOUT,
     )
     server = Served(proc, base, config)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            if _get(server.base + "/health", timeout=1)[0] == 200:
-                break
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.05)
-    else:
+    try:
+        wait_until_sync(
+            lambda: _get(server.base + "/health", timeout=1)[0] == 200,
+            15,
+            what="the daemon to answer /health",
+            ignore=(urllib.error.URLError, ConnectionError),
+        )
+    except WaitTimeoutError as exc:
         proc.kill()
-        pytest.fail("daemon did not come up: " + proc.stdout.read().decode() if proc.stdout else "")
+        output = proc.stdout.read().decode() if proc.stdout else ""
+        pytest.fail(f"{exc}; daemon output: {output}")
     yield server
     if proc.poll() is None:
         proc.kill()
         proc.wait()
 
 
-def _wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive = [p for p in pids if pid_alive(p)]
-        if not alive:
-            return []
-        time.sleep(0.05)
-    return [p for p in pids if pid_alive(p)]
+def _wait_gone(pids: list[int], what: str, timeout: float = 5.0) -> None:
+    def alive() -> list[int]:
+        return [p for p in pids if pid_alive(p)]
+
+    wait_until_sync(lambda: not alive(), timeout, what=what, seen=alive)
+
+
+def _reloads(served: Served, result: str) -> bool:
+    return f'llamaswap_config_reloads_total{{result="{result}"}} 1.0' in served.metrics()
 
 
 def test_sigterm_drains_in_flight_then_stops_every_child(served: Served) -> None:
@@ -128,13 +135,16 @@ def test_sigterm_drains_in_flight_then_stops_every_child(served: Served) -> None
         )
     )
     worker.start()
-    time.sleep(0.3)
+    wait_until_sync(
+        lambda: 'llamaswap_in_flight_requests{model="one"} 1.0' in served.metrics(),
+        what="the long request to be in flight",
+    )
     served.proc.send_signal(signal.SIGTERM)
     worker.join(15)
     assert result and result[0][0] == 200
     assert json.loads(result[0][1])["usage"]["completion_tokens"] == 50
     assert served.proc.wait(15) == 0
-    assert _wait_gone(children) == []
+    _wait_gone(children, "every child of the stopped daemon to exit")
     output = served.proc.stdout.read().decode() if served.proc.stdout else ""
     assert "shutdown complete" in output
 
@@ -145,7 +155,7 @@ def test_sigkill_leaves_no_orphans(served: Served) -> None:
     assert len(children) == 2
     served.proc.kill()
     served.proc.wait(5)
-    assert _wait_gone(children, timeout=5) == [], "upstreams outlived a SIGKILLed daemon"
+    _wait_gone(children, "the upstreams of a SIGKILLed daemon to die (no orphans)")
 
 
 def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(served: Served) -> None:
@@ -153,21 +163,20 @@ def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(served: Served) -> No
     old_pid = int(str(served.running()[0]["pid"]))
     start_port = int(served.config.read_text().split("startPort: ")[1].split()[0])
     _write_config(served.config, {"one": fake_cmd(), "three": fake_cmd()}, start_port)
+    assert _reloads(served, "ok") is False
     served.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    ids: list[str] = []
-    while time.monotonic() < deadline:
-        ids = [m["id"] for m in json.loads(_get(served.base + "/v1/models")[1])["data"]]
-        if "three" in ids:
-            break
-        time.sleep(0.05)
+    wait_until_sync(lambda: _reloads(served, "ok"), what="the SIGHUP reload to complete")
+    ids = [m["id"] for m in json.loads(_get(served.base + "/v1/models")[1])["data"]]
     assert ids == ["one", "three"]
-    assert _wait_gone([old_pid]) == []  # every old model is stopped on reload
+    _wait_gone([old_pid], "the old config's model to stop")  # every old model stops on reload
     assert _post(served.base + "/v1/completions", {"model": "three", "max_tokens": 1})[0] == 200
 
     served.config.write_text("models: [this is: not valid\n")
+    assert _reloads(served, "refused") is False
     served.proc.send_signal(signal.SIGHUP)
-    time.sleep(1.0)
+    # Observe that this reload ran and was refused (a sleep would pass even if it never ran).
+    wait_until_sync(lambda: _reloads(served, "refused"), what="the bad reload to be refused")
+    assert _reloads(served, "ok")  # still the one good reload
     ids = [m["id"] for m in json.loads(_get(served.base + "/v1/models")[1])["data"]]
     assert ids == ["one", "three"]
     assert _post(served.base + "/v1/completions", {"model": "three", "max_tokens": 1})[0] == 200
