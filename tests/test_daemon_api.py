@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import openai
 import pytest
+from waiting import wait_until
 
 from llamaswap.config import load_config
 from llamaswap.daemon.testing import fake_cmd, free_port_block, make_config, running_daemon
@@ -364,10 +365,9 @@ async def test_concurrency_limit_answers_429_with_retry_after() -> None:
     async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
         url = f"http://127.0.0.1:{daemon.port}/v1/chat/completions"
         slow = asyncio.create_task(http.post(url, json={"model": "one", "max_tokens": 20}))
-        for _ in range(500):  # until it is being served (20 tokens at 20/s: 1 s of serving)
-            if daemon.runtime.host.in_flight("one") == 1:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(  # being served (20 tokens at 20/s: 1 s of serving)
+            lambda: daemon.runtime.host.in_flight("one") == 1, what="the slow request to be served"
+        )
         async with http.post(url, json={"model": "one", "max_tokens": 1}) as r:
             assert r.status == 429
             assert r.headers["Retry-After"] == "1"

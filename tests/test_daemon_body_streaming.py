@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 
 import aiohttp
 import pytest
+from waiting import wait_until
 
 from llamaswap.daemon.testing import fake_cmd, make_config, running_daemon
 
@@ -51,6 +51,16 @@ async def _received_upstream(http: aiohttp.ClientSession, proxy: str) -> int:
         return int((await r.json())["bytes"])
 
 
+async def _received_at_least(http: aiohttp.ClientSession, proxy: str, count: int) -> int:
+    """The bytes the upstream holds once they are ``count`` or more, else 0 (not yet)."""
+    got = await _received_upstream(http, proxy)
+    return got if got >= count else 0
+
+
+async def _upstream_idle(http: aiohttp.ClientSession, proxy: str) -> bool:
+    return await _received_upstream(http, proxy) == 0
+
+
 async def _upload_in_two_halves(
     port: int, path: str, content_type: str, body: bytes, http: aiohttp.ClientSession, proxy: str
 ) -> tuple[int, dict[str, object], int]:
@@ -65,13 +75,10 @@ async def _upload_in_two_halves(
     ).encode()
     writer.write(head + body[:FIRST_SLICE])
     await writer.drain()
-    seen = 0
-    deadline = time.monotonic() + 10.0
-    while time.monotonic() < deadline:
-        seen = await _received_upstream(http, proxy)
-        if seen >= FIRST_SLICE // 2:
-            break
-        await asyncio.sleep(0.02)
+    seen = await wait_until(
+        lambda: _received_at_least(http, proxy, FIRST_SLICE // 2),
+        what="the upstream to get part of the upload while the client paused",
+    )
     writer.write(body[FIRST_SLICE:])
     await writer.drain()
     status, payload = await asyncio.wait_for(_read_response(reader), timeout=20)
@@ -206,15 +213,15 @@ async def test_client_gone_mid_upload_frees_the_upstream_and_the_daemon_serves_o
             + body[:FIRST_SLICE]
         )
         await writer.drain()
-        deadline = time.monotonic() + 10.0
-        while await _received_upstream(http, proxy) < FIRST_SLICE // 2:
-            assert time.monotonic() < deadline, "the upload never reached the upstream"
-            await asyncio.sleep(0.02)
+        await wait_until(
+            lambda: _received_at_least(http, proxy, FIRST_SLICE // 2),
+            what="the upload to reach the upstream",
+        )
         writer.transport.abort()  # the client vanishes mid-body
-        deadline = time.monotonic() + 10.0
-        while await _received_upstream(http, proxy) > 0:
-            assert time.monotonic() < deadline, "the upstream is still waiting for the body"
-            await asyncio.sleep(0.02)
+        await wait_until(
+            lambda: _upstream_idle(http, proxy),
+            what="the upstream to stop waiting for the body",
+        )
         async with http.post(
             base + "/v1/chat/completions",
             json={

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
+import re
 import time
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
+from waiting import wait_until
 
+from llamaswap.daemon.server import Daemon
 from llamaswap.daemon.testing import fake_cmd, make_config, running_daemon
 
 pytestmark = pytest.mark.daemon
@@ -36,36 +42,75 @@ def _fake_upstreams_on(ports: set[int]) -> list[int]:
     return found
 
 
+class ResidentModels(logging.Handler):
+    """The most models ever resident at once, from every process state change the host logs.
+
+    Exact, unlike sampling ``/running``: each transition is seen synchronously, in the core's
+    order, so even a two-model overlap of a millisecond counts.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.state: dict[str, str] = {}
+        self.most = 0
+        self.changes = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg != "%s: %s -> %s (%s)" or not isinstance(record.args, tuple):
+            return
+        model, _old, new, _reason = record.args
+        self.state[str(model)] = str(new)
+        self.changes += 1
+        resident = [m for m, s in self.state.items() if s not in ("stopped", "shutdown")]
+        self.most = max(self.most, len(resident))
+
+
+@contextlib.contextmanager
+def _resident_models() -> Iterator[ResidentModels]:
+    observer = ResidentModels()
+    host_log = logging.getLogger("llamaswap.host")
+    host_log.addHandler(observer)
+    try:
+        yield observer
+    finally:
+        host_log.removeHandler(observer)
+
+
+def _registered(daemon: Daemon) -> int:
+    """Requests the core has seen: waiting, being served, or answered (each counted once)."""
+    host = daemon.runtime.host
+    answered = sum(
+        float(n)
+        for n in re.findall(r"^llamaswap_requests_total\{.*\} (\S+)$", _metrics(daemon), re.M)
+    )
+    return host.waiting() + host.in_flight() + int(answered)
+
+
+def _metrics(daemon: Daemon) -> str:
+    return daemon.metrics.render().decode()
+
+
 async def _arrivals(scheduler: str) -> tuple[list[str], int, int]:
-    """Send A B C A B C (50 ms apart) to cold models; completion order, loads, max resident."""
+    """Send A B C A B C to cold models, each once the core has seen the one before (so they
+    arrive in this order during A's load); completion order, loads, most models resident."""
     models = {m: {"cmd": fake_cmd(load_time=0.1, decode_tps=200)} for m in "ABC"}
     config = make_config(models, scheduler=scheduler)
     async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{daemon.port}"
         done: list[str] = []
-        most = 0
-        stop = asyncio.Event()
-
-        async def watch() -> None:
-            nonlocal most
-            while not stop.is_set():
-                async with http.get(base + "/running") as r:
-                    most = max(most, len((await r.json())["running"]))
-                await asyncio.sleep(0.01)
 
         async def one(i: int, model: str) -> None:
-            await asyncio.sleep(0.05 * i)
+            await wait_until(lambda: _registered(daemon) >= i, what=f"request {i - 1} to arrive")
             async with http.post(base + CHAT, json={"model": model, "max_tokens": 4}) as r:
                 assert r.status == 200
                 await r.read()
             done.append(f"{model}{i}")
 
-        watcher = asyncio.create_task(watch())
-        await asyncio.gather(*(one(i, m) for i, m in enumerate("ABCABC")))
-        stop.set()
-        await watcher
+        with _resident_models() as resident:
+            await asyncio.gather(*(one(i, m) for i, m in enumerate("ABCABC")))
+        assert resident.changes > 0  # the observer saw the swaps
         loads = sum(p.generation for p in daemon.runtime.router.processes.values())
-        return done, loads, most
+        return done, loads, resident.most
 
 
 async def test_serial_completes_in_arrival_order_with_one_model_resident() -> None:
@@ -103,7 +148,6 @@ async def test_load_2000_requests_64_clients_3_models(scheduler: str) -> None:
     async with running_daemon(config) as daemon:
         base = f"http://127.0.0.1:{daemon.port}"
         counter = iter(range(total))
-        most_resident = 0
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(
             timeout=timeout, connector=aiohttp.TCPConnector(limit=clients + 2)
@@ -121,16 +165,9 @@ async def test_load_2000_requests_64_clients_3_models(scheduler: str) -> None:
                     elif r.status == 200:
                         assert text.endswith("data: [DONE]\n\n")
 
-            async def watch() -> None:
-                nonlocal most_resident
-                while True:
-                    most_resident = max(most_resident, len(daemon.runtime.running()))
-                    await asyncio.sleep(0.005)
-
             started = time.monotonic()
-            watcher = asyncio.create_task(watch())
-            await asyncio.wait_for(asyncio.gather(*(client() for _ in range(clients))), 120)
-            watcher.cancel()
+            with _resident_models() as resident:
+                await asyncio.wait_for(asyncio.gather(*(client() for _ in range(clients))), 120)
             elapsed = time.monotonic() - started
         host = daemon.runtime.host
         assert host.in_flight() == 0 and host.waiting() == 0
@@ -139,5 +176,6 @@ async def test_load_2000_requests_64_clients_3_models(scheduler: str) -> None:
     assert sorted(answers) == list(range(total))
     assert set(answers.values()) == {1}
     assert set(statuses.values()) == {200}
-    assert most_resident == 1  # one default exclusive group: never two models at once
+    assert resident.changes > 0  # the observer saw the swaps
+    assert resident.most == 1  # one default exclusive group: never two models at once
     assert _fake_upstreams_on(ports) == []

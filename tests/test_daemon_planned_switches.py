@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from waiting import sample_until_done
 
 from llamaswap.config import Config
 from llamaswap.daemon.testing import fake_cmd, make_config, running_daemon
@@ -37,26 +38,20 @@ async def _peaks(settings: dict[str, Any], requests: int = 4) -> tuple[float, fl
     config = _batch_aging_config(models, settings)
     async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{daemon.port}"
-        queued = 0.0
-        stop = asyncio.Event()
 
-        async def watch() -> None:
-            nonlocal queued
-            while not stop.is_set():
-                async with http.get(base + "/metrics") as r:
-                    text = await r.text()
-                queued = max(queued, _gauge(text, "llamaswap_queue_depth"))
-                await asyncio.sleep(0.02)
+        async def queue_depth() -> float:
+            async with http.get(base + "/metrics") as r:
+                return _gauge(await r.text(), "llamaswap_queue_depth")
 
         async def one() -> int:
             async with http.post(base + CHAT, json={"model": "A", "max_tokens": 10}) as r:
                 await r.read()
                 return r.status
 
-        watcher = asyncio.create_task(watch())
-        statuses = await asyncio.gather(*(one() for _ in range(requests)))
-        stop.set()
-        await watcher
+        statuses, depths = await sample_until_done(
+            asyncio.gather(*(one() for _ in range(requests))), queue_depth
+        )
+        queued = max(depths)
         async with http.get(base + "/upstream/A/debug/concurrency") as r:
             peak = float((await r.json())["peak"])
     return peak, queued, list(statuses)
@@ -88,6 +83,8 @@ async def _stream_with_one_other(settings: dict[str, Any]) -> list[str]:
         order: list[str] = []
 
         async def one(model: str, delay: float) -> None:
+            # The arrival times are the workload itself (a stream every 0.2 s for 3 s, B at
+            # 0.6 s): time passing is the point. What the test asserts is the completion order.
             await asyncio.sleep(delay)
             async with http.post(base + CHAT, json={"model": model, "max_tokens": 10}) as r:
                 assert r.status == 200
@@ -129,14 +126,17 @@ async def test_api_scheduler_shows_the_policy_state_for_operators() -> None:
                 assert r.status == 200
                 await r.read()
 
-        requests = asyncio.gather(*(one() for _ in range(3)))
-        seen: list[dict[str, Any]] = []
-        while not requests.done():
+        async def scheduler_state() -> dict[str, Any]:
             async with http.get(base + "/api/scheduler") as r:
                 assert r.status == 200
-                seen.append(await r.json())
-            await asyncio.sleep(0.02)
-        await requests
+                body: dict[str, Any] = await r.json()
+                return body
+
+        _, samples = await sample_until_done(
+            asyncio.gather(*(one() for _ in range(3))), scheduler_state
+        )
+        seen = [sample for sample in samples if isinstance(sample, dict)]
+        assert len(seen) == len(samples)
     assert {body["scheduler"] for body in seen} == {"batch-aging"}
     states = [body["state"] for body in seen]
     assert all(state["plan_limit"] >= 5.0 for state in states)

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 import pytest
 from aiohttp import web
+from waiting import wait_until
 
 from llamaswap.core.request import Request
 from llamaswap.daemon.forward import make_session, relay, request_headers
@@ -57,9 +58,11 @@ class Relay:
 
     async def settled(self, count: int = 1) -> None:
         """Wait until ``count`` handlers ended (the client may see the end of a body first)."""
-        async with asyncio.timeout(10):
-            while len(self.results) + self.cancelled < count:
-                await asyncio.sleep(0.005)
+        await wait_until(
+            lambda: len(self.results) + self.cancelled >= count,
+            what=f"{count} relay handler(s) to end",
+            seen=lambda: (self.results, self.cancelled),
+        )
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
@@ -174,11 +177,13 @@ async def test_each_event_is_forwarded_before_the_next_one_is_sent(lean: bool) -
 
 @BOTH
 async def test_upstream_death_mid_stream_ends_with_an_sse_error_event(lean: bool) -> None:
+    delivered = asyncio.Event()
+
     async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(SSE_HEAD + chunk(b"data: 1\n\n"))
         await writer.drain()
-        await asyncio.sleep(0.05)
+        await delivered.wait()  # dies once the client holds the first event: mid-stream
         writer.transport.abort()
 
     async with (
@@ -186,7 +191,9 @@ async def test_upstream_death_mid_stream_ends_with_an_sse_error_event(lean: bool
         aiohttp.ClientSession() as http,
         http.post(base + "/", data=b"{}") as r,
     ):
-        text = (await r.read()).decode()
+        first = await asyncio.wait_for(r.content.readuntil(b"\n\n"), 10)
+        delivered.set()
+        text = (first + await r.read()).decode()
         await relay_app.settled()
     assert text.startswith("data: 1\n\ndata: {")
     assert "upstream" in text and text.endswith("\n\n")
@@ -203,14 +210,17 @@ async def test_upstream_death_mid_raw_body_cuts_the_client_connection(lean: bool
             b"Transfer-Encoding: chunked\r\n\r\n" + chunk(b"x" * 100)
         )
         await writer.drain()
-        await asyncio.sleep(0.05)
+        await delivered.wait()  # dies once the client holds the first bytes: mid-body
         writer.transport.abort()
 
+    delivered = asyncio.Event()
     async with (
         proxy(upstream, lean) as (base, relay_app),
         aiohttp.ClientSession() as http,
         http.get(base + "/file") as r,
     ):
+        assert await asyncio.wait_for(r.content.readexactly(100), 10) == b"x" * 100
+        delivered.set()
         with pytest.raises(aiohttp.ClientPayloadError):
             await r.read()  # a truncated body never looks complete
     assert len(relay_app.results) == 1 and relay_app.results[0][1] is not None

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from waiting import wait_until
 
 from llamaswap.daemon.upstream_client import LeanClient, UpstreamError
 
@@ -46,7 +47,7 @@ async def raw_server(
                 for piece in pieces:
                     writer.write(piece)
                     await writer.drain()
-                    await asyncio.sleep(0)
+                    await asyncio.sleep(0)  # one loop turn: each piece is its own read, no wait
                 if close_after:
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
@@ -118,7 +119,11 @@ async def test_stale_keep_alive_connection_is_retried_once() -> None:
         r = await client.request("GET", f"http://127.0.0.1:{port}/", [], None)
         assert await r.read() == b"hello world"
         r.release()  # pooled, but the server closes it right after answering
-        await asyncio.sleep(0.05)
+        pooled = client._pool[("127.0.0.1", port)]
+        assert len(pooled) == 1
+        await wait_until(
+            lambda: all(conn.closed for conn in pooled), what="the server's close to reach the pool"
+        )
         r = await client.request("GET", f"http://127.0.0.1:{port}/", [], None)
         assert await r.read() == b"hello world"
         r.release()

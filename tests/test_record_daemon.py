@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from waiting import wait_until
 
 from llamaswap.daemon.testing import fake_cmd, make_config, running_daemon, serve_argv
 from llamaswap.record import EventLog, Recorder, read_log
@@ -70,7 +71,11 @@ async def test_daemon_records_arrivals_grants_usage_swaps_and_cancels(tmp_path: 
                     timeout=aiohttp.ClientTimeout(total=0.5),
                 ) as response:
                     await response.read()
-            await asyncio.sleep(0.2)
+            # The handler's cancel is recorded in the same step that takes it off the core's line.
+            await wait_until(
+                lambda: daemon.runtime.host.waiting() == 0,
+                what="the daemon to see the client leave",
+            )
     recorder.close()
     records = read_log(log_path)
     text = log_path.read_text()
@@ -162,14 +167,17 @@ def test_serve_record_flag_writes_a_log_that_replays(tmp_path: Path) -> None:
 async def _send(port: int, n: int) -> None:
     url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            try:
-                async with session.get(url + "/health") as response:
-                    if response.status == 200:
-                        break
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
+
+        async def healthy() -> bool:
+            async with session.get(url + "/health") as response:
+                return response.status == 200
+
+        await wait_until(
+            healthy,
+            10,
+            what="the recording daemon to answer /health",
+            ignore=(aiohttp.ClientError,),
+        )
         for i in range(n):
             async with session.post(
                 url + "/v1/chat/completions",
