@@ -12,8 +12,9 @@ Modules, one job each:
 - ``forward``: relaying a request to an upstream and its response back, chunk by chunk.
 - ``upstream_client``: the lean keep-alive HTTP/1.1 client used for plain-http upstreams.
 - ``loading``: the ``sendLoadingState`` SSE stream shown while a model loads.
-- ``app``: the aiohttp routes. ``runtime``: one config's router+host+processes.
-- ``server``: the running daemon: listen, reload, drain and shut down. ``cli``: ``llamaswap serve``.
+- ``contract``: the two Protocols (``Server``, ``Backend``) that ``app`` is typed against.
+- ``app``: the aiohttp routes. ``runtime``: one config's router+host+processes (a ``Backend``).
+- ``server``: the running daemon (the ``Server``): listen, reload, drain and shut down. ``cli``: ``llamaswap serve``.
 - ``fake_upstream``: ``llamaswap fake-upstream``, a llama-server look-alike for tests and demos.
 - ``testing``: start real daemons with real fake upstreams on free ports (tests, benchmarks).
 """
