@@ -47,10 +47,25 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def table_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    header = ["scheduler", *(label for label, _ in TABLE_COLUMNS)]
+COMPACT_COLUMNS = (
+    ("completed", "completed"),
+    ("swaps", "swaps"),
+    ("lat p50", "latency.p50"),
+    ("lat p99", "latency.p99"),
+    ("wait p99", "wait.p99"),
+    ("order viol.", "order_violations"),
+    ("errors", "errors"),
+)
+"""The terminal's default table: what decides between schedulers, in 80 columns (``--wide`` and
+report.md show every column)."""
+
+
+def table_rows(
+    summary: Mapping[str, Any], columns: Sequence[tuple[str, str]] = TABLE_COLUMNS
+) -> tuple[list[str], list[list[str]]]:
+    header = ["scheduler", *(label for label, _ in columns)]
     rows = [
-        [name, *(fmt(metric(result, path)) for _, path in TABLE_COLUMNS)]
+        [name, *(fmt(metric(result, path)) for _, path in columns)]
         for name, result in summary["results"].items()
     ]
     return header, rows
