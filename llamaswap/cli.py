@@ -77,18 +77,19 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """
     parser, subparsers = _top_parser()
     wanted = None if argv is None else _command_of(argv)
-    loaded: set[str] = set()
+    modules = dict.fromkeys(
+        c.module for name, c in COMMANDS.items() if argv is None or name == wanted
+    )
+    for module_name in modules:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise
+            continue  # that part of the product is not installed in this build
+        module.register(subparsers)
     for name, command in COMMANDS.items():
-        if (argv is None or name == wanted) and command.module not in loaded:
-            try:
-                module = importlib.import_module(command.module)
-            except ModuleNotFoundError as exc:
-                if exc.name is None or not command.module.startswith(exc.name):
-                    raise
-                continue  # that part of the product is not installed in this build
-            module.register(subparsers)
-            loaded.add(command.module)
-        elif command.module not in loaded:
+        if name not in subparsers.choices:
             subparsers.add_parser(name, help=command.help)
     return parser
 
