@@ -43,7 +43,12 @@ def key_path(parts: tuple[str, ...] | list[str]) -> str:
 # YAML
 
 
-class _StrictLoader(yaml.SafeLoader):
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader where a key given twice in one mapping is an error, not last-one-wins (the
+    config loader and scenario files both use it: a repeated key is almost always a mistake)."""
+
+
+class _StrictLoader(UniqueKeyLoader):
     """SafeLoader that reads scalars the way llama-swap's Go yaml.v3 does (YAML 1.2 core schema).
 
     PyYAML implements YAML 1.1, where ``yes``/``no``/``on``/``off`` are booleans, ``1:30`` is the
@@ -77,7 +82,7 @@ _StrictLoader.add_implicit_resolver(
 )
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+def _construct_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
@@ -95,7 +100,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     return loader.construct_mapping(node, deep=deep)
 
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
@@ -105,7 +110,7 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     context = getattr(exc, "context", None)
     if problem is None:
-        return " ".join(str(exc).split())
+        return " ".join(str(exc).replace(' in "<unicode string>"', "").split())
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
     return where + problem + (f" ({context})" if context else "")
 
