@@ -44,6 +44,12 @@ def register(subparsers: Any) -> None:
         help=SLOTS_HELP,
     )
     sim.add_argument(
+        "--draw-loads",
+        action="store_true",
+        help="with --from-log: draw each load at random from the recorded load times (default: "
+        "replay them in the order they were recorded)",
+    )
+    sim.add_argument(
         "--record-dir",
         type=Path,
         metavar="DIR",
