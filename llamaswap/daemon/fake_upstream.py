@@ -477,7 +477,11 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
     )
     upstream.started = process_start_monotonic()
-    asyncio.run(_serve(args, upstream))
+    try:
+        asyncio.run(_serve(args, upstream))
+    except OSError as exc:  # the port is taken, or not ours to bind
+        print(f"fake-upstream: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
     # Exit without interpreter teardown once the server has closed: a stop then costs
     # milliseconds, like a real server's, instead of 30-100 ms of Python finalisation.
     sys.stdout.flush()
@@ -491,6 +495,12 @@ def _positive(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0-65535, got {text!r}")
+    return int(text)
+
+
 def _non_negative(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -499,7 +509,7 @@ def _non_negative(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, required=True, help="TCP port to listen on")
+    parser.add_argument("--port", type=_port, required=True, help="TCP port to listen on")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--model", default="fake", help="model name it reports")
     parser.add_argument(
