@@ -113,12 +113,12 @@ def register(subparsers: Any) -> None:
         "reports/README.md.",
     )
     sub = trace.add_subparsers(dest="trace_command", metavar="ACTION")
-    defaults = argparse.ArgumentDefaultsHelpFormatter
+    defaults = _DefaultsHelp
     imp = sub.add_parser(
         "import",
         help="convert a public trace into the canonical format",
         formatter_class=defaults,
-        epilog="options per format: " + _option_summary(),
+        epilog="options per format (types and meanings: reports/README.md): " + _option_summary(),
     )
     imp.add_argument("--format", required=True, choices=list(IMPORT_FORMATS))
     imp.add_argument(
@@ -202,6 +202,18 @@ def register(subparsers: Any) -> None:
 
 
 IMPORT_FORMATS = ("azure", "mooncake", "alibaba", "servegen", "canonical")
+
+
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Shows each option's default, but not the non-defaults (None, [], a false flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        unset = default is None or default is False or default == [] or default == argparse.SUPPRESS
+        if "%(default)" in text or action.required or unset:
+            return text
+        return text + " (default: %(default)s)"
 
 
 def _option_summary() -> str:
