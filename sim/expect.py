@@ -11,6 +11,7 @@ A path's first name is a scheduler (or ``trace``); the rest walk the summary map
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -118,7 +119,9 @@ class _Parser:
             return float(text)
         if kind == "path":
             if self.values is None:
-                return 1.0
+                # Grammar only: distinct irrational stand-ins, so `a / (b - c)` is not taken for
+                # a division by zero while `x / 0` and `a / (a - a)` still are.
+                return self.seen.setdefault(text, math.sqrt(2) * (len(self.seen) + 1))
             value = resolve(self.values, text, self.text)
             self.seen[text] = value
             return value

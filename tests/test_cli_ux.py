@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
@@ -363,3 +364,16 @@ def test_fuzz_cli_never_tracebacks(
     assert "Traceback" not in err and INTERNAL_ERROR not in err, (argv, err)
     if code == 2:
         assert err.strip(), argv
+
+
+def test_expect_syntax_check_does_not_guess_metric_values() -> None:
+    """The pre-run check reads the grammar only: a division by a difference of two metrics is
+    not a division by zero before the run has values."""
+    from sim.expect import ExpectError, check_syntax
+
+    check_syntax("fifo.swaps / (serial.swaps - fifo.swaps) < 3", "here")
+    check_syntax("-(fifo.latency.p99) * 2 <= trace.requests + 1", "here")
+    with pytest.raises(ExpectError, match=re.escape("here: 'fifo.swaps / 0 < 1': division by zero")):
+        check_syntax("fifo.swaps / 0 < 1", "here")
+    with pytest.raises(ExpectError, match="here: each assertion must be a non-empty string"):
+        check_syntax(3, "here")
