@@ -373,7 +373,9 @@ def test_expect_syntax_check_does_not_guess_metric_values() -> None:
 
     check_syntax("fifo.swaps / (serial.swaps - fifo.swaps) < 3", "here")
     check_syntax("-(fifo.latency.p99) * 2 <= trace.requests + 1", "here")
-    with pytest.raises(ExpectError, match=re.escape("here: 'fifo.swaps / 0 < 1': division by zero")):
+    with pytest.raises(
+        ExpectError, match=re.escape("here: 'fifo.swaps / 0 < 1': division by zero")
+    ):
         check_syntax("fifo.swaps / 0 < 1", "here")
     with pytest.raises(ExpectError, match="here: each assertion must be a non-empty string"):
         check_syntax(3, "here")
