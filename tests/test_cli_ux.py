@@ -359,7 +359,12 @@ def test_fuzz_cli_never_tracebacks(
     places = {"@FILE": str(file), "@DIR": str(tmp_path), "@OUT": str(tmp_path / "out")}
     words = [*command, *(w for option in options for w in option)]
     argv = [places.get(w, w.replace("@OUT", str(tmp_path / "out"))) for w in words]
-    code, _, err = run(*argv)
+    here = os.getcwd()
+    os.chdir(tmp_path)  # whatever a command writes by default lands here, not in the repo
+    try:
+        code, _, err = run(*argv)
+    finally:
+        os.chdir(here)
     assert code in (0, 1, 2), (argv, code, err)
     assert "Traceback" not in err and INTERNAL_ERROR not in err, (argv, err)
     if code == 2:

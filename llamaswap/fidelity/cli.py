@@ -144,7 +144,8 @@ def print_table(console: Console, summary: dict[str, Any]) -> None:
     o = summary["overheads"]
     table = Table(
         title=f"{summary['scenario']}: {summary['requests']} requests over "
-        f"{summary['duration']:.0f} s; sim overheads: load +{o['load_extra'] * 1000:.0f} ms, "
+        f"{summary['duration']:.0f} s; sim overheads: start-up {o.get('start_up', 0) * 1000:.0f} ms, "
+        f"load +{o['load_extra'] * 1000:.0f} ms, "
         f"unload {o['unload'] * 1000:.0f} ms, serve +{o['serve_extra'] * 1000:.1f} ms"
     )
     for column in (

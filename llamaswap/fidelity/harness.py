@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 
 from llamaswap.fidelity.live import LiveResult, fake_upstream_cmd, run_live
-from llamaswap.fidelity.probe import PROBE_PROFILE, Overheads, measure_overheads
+from llamaswap.fidelity.probe import Overheads, measure_overheads
 from llamaswap.fidelity.simlog import simulate_recorded, trace_ids
 from llamaswap.record import read_log
 from llamaswap.record.calibrate import calibrate
@@ -96,19 +96,6 @@ def _span(trace: Trace) -> float:
     return float(trace.arrival[-1]) if len(trace) else 0.0
 
 
-def probe_load_time(profiles: Mapping[str, TimingProfile]) -> float:
-    """The probe's load time: the scenario's shortest constant load.
-
-    A fake upstream counts its load from process creation, so its interpreter start-up is hidden
-    inside any load longer than the start-up. A probe with a shorter load than the scenario's
-    measures start-up the compared run never pays, and adding that to every simulated load made
-    short runs 17-87% slow (issue 21). Probing at the scenario's own load time measures what its
-    loads really cost beyond the profile.
-    """
-    loads = [p.load_time.value for p in profiles.values() if p.load_time.kind == "constant"]
-    return min(loads) if loads else PROBE_PROFILE.load_time.value
-
-
 def goals(verdict: Mapping[str, Any], scheduler: str) -> dict[str, bool]:
     out = {
         "same_swap_count": verdict["loads"]["count"]["real"] == verdict["loads"]["count"]["sim"],
@@ -134,12 +121,8 @@ def run_fidelity(scenario: Scenario, options: FidelityOptions) -> dict[str, Any]
     overheads = options.overheads
     if overheads is None:
         if options.probe:
-            say(f"measuring overheads ({options.probe_rounds} probe loads)")
-            overheads = asyncio.run(
-                measure_overheads(
-                    out / "probe", options.probe_rounds, probe_load_time(scenario.profiles)
-                )
-            )
+            say(f"measuring overheads ({options.probe_rounds} probe rounds)")
+            overheads = asyncio.run(measure_overheads(out / "probe", options.probe_rounds))
         else:
             overheads = Overheads()
     sim_profiles: dict[str, TimingProfile] = {
