@@ -347,6 +347,11 @@ def _event_log(tmp_path: Path) -> str:
     command=["sim", "@FILE", "--out", "@OUT"], options=[("--wide",)], text=yaml.safe_dump(TINY)
 )
 @example(command=["sim", "--from-log", "@FILE", "--out", "@OUT"], options=[], text="@LOG")
+@example(  # found by this test: an arrival without its keys was a KeyError
+    command=["sim", "--from-log", "@FILE", "--out", "@OUT"],
+    options=[],
+    text='{"ev":""}\n{"ev":"arrival"}',
+)
 @example(command=["trace", "from-log", "@FILE"], options=[("--slots", "A=2")], text="@LOG")
 @example(command=["check-config", "--config", "@FILE"], options=[("--json",)], text=VALID_CONFIG)
 def test_fuzz_cli_never_tracebacks(
