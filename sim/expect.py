@@ -11,6 +11,7 @@ A path's first name is a scheduler (or ``trace``); the rest walk the summary map
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -36,6 +37,11 @@ class ExpectError(ValueError):
     """An assertion is malformed or names a metric that does not exist."""
 
 
+class NoValueError(ExpectError):
+    """The metric exists but this run has no value for it (say, no request completed): the
+    assertion then fails instead of stopping the run."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     text: str
@@ -58,11 +64,12 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
 
 
 class _Parser:
-    def __init__(self, text: str, values: Mapping[str, Any]) -> None:
+    def __init__(self, text: str, values: Mapping[str, Any] | None) -> None:
         self.text = text
         self.tokens = _tokenize(text)
         self.pos = 0
         self.values = values
+        """None: check the grammar only (every path reads as 1)."""
         self.seen: dict[str, float] = {}
 
     def peek(self) -> tuple[str, str] | None:
@@ -111,6 +118,10 @@ class _Parser:
         if kind == "num":
             return float(text)
         if kind == "path":
+            if self.values is None:
+                # Grammar only: distinct irrational stand-ins, so `a / (b - c)` is not taken for
+                # a division by zero while `x / 0` and `a / (a - a)` still are.
+                return self.seen.setdefault(text, math.sqrt(2) * (len(self.seen) + 1))
             value = resolve(self.values, text, self.text)
             self.seen[text] = value
             return value
@@ -137,7 +148,7 @@ def resolve(values: Mapping[str, Any], path: str, where: str = "") -> float:
             )
         node = node[part]
     if node is None:
-        raise ExpectError(f"{where or path!r}: {path} has no value in this run (no data)")
+        raise NoValueError(f"{where or path!r}: {path} has no value in this run (no data)")
     if isinstance(node, bool) or not isinstance(node, int | float):
         raise ExpectError(
             f"{where or path!r}: {path} is not a number (it is a {type(node).__name__})"
@@ -153,5 +164,22 @@ def evaluate(text: str, values: Mapping[str, Any]) -> Outcome:
     return Outcome(text, passed, detail)
 
 
+def check_syntax(text: Any, where: str) -> None:
+    """Reject a malformed assertion before a run (metric names are checked after it)."""
+    if not isinstance(text, str) or not text.strip():
+        raise ExpectError(f"{where}: each assertion must be a non-empty string, got {text!r}")
+    try:
+        _Parser(text, None).check()
+    except ExpectError as exc:
+        raise ExpectError(f"{where}: {exc}") from None
+
+
 def evaluate_all(checks: list[str], values: Mapping[str, Any]) -> list[Outcome]:
-    return [evaluate(text, values) for text in checks]
+    """Every assertion; one about a metric this run has no value for fails (it was not met)."""
+    out = []
+    for text in checks:
+        try:
+            out.append(evaluate(text, values))
+        except NoValueError as exc:
+            out.append(Outcome(text, False, str(exc)))
+    return out

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.import_options import OptionError, check_options
 from sim.trace import Trace, TraceError, read_trace
 
 FORMATS = ("canonical", "azure", "mooncake", "alibaba", "servegen")
@@ -40,9 +41,33 @@ def import_trace(fmt: str, paths: Sequence[str | Path], **options: Any) -> Trace
         if not Path(path).exists():
             raise TraceError(f"{path}: no such file or directory")
     try:
-        return importers[fmt](paths, **options)
-    except TypeError as exc:
-        raise TraceError(f"format {fmt!r}: bad options {sorted(options)}: {exc}") from None
+        checked = check_options(fmt, options)
+    except OptionError as exc:
+        raise TraceError(str(exc)) from None
+    return importers[fmt](paths, **checked)
+
+
+RAW_SIGNATURES: tuple[tuple[str, str], ...] = (
+    ("TIMESTAMP,ContextTokens,GeneratedTokens", "azure"),
+    ("gmt_create", "alibaba"),
+    ('"input_length"', "mooncake"),
+)
+"""Text in a raw public trace's first line, and the format that imports it."""
+
+
+def guess_format(path: str | Path) -> str | None:
+    """The public format a file looks like (for the hint when it is used as a canonical trace)."""
+    try:
+        with Path(path).open(errors="replace") as handle:
+            first = handle.readline(4096)
+    except OSError:
+        return None
+    for text, fmt in RAW_SIGNATURES:
+        if text in first:
+            return fmt
+    if _CHUNK.search(Path(path).name) or Path(path).is_dir():
+        return "servegen"
+    return None
 
 
 def _canonical(paths: Sequence[str | Path]) -> Trace:

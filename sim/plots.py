@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -38,7 +39,11 @@ def _downsample(
 
 
 def latency_cdf(records: Mapping[str, SimRecord], trace: Trace, path: Path) -> None:
+    """Normalised by *all* requests: requests that were cancelled (the client gave up), rejected
+    or failed never complete, so each curve tops out at its completed share instead of hiding
+    them."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    total = max(1, len(trace))
     for name, rec in records.items():
         status = np.frombuffer(bytes(rec.status), dtype=np.uint8)
         end = np.frombuffer(rec.end, dtype=np.float64)
@@ -46,18 +51,23 @@ def latency_cdf(records: Mapping[str, SimRecord], trace: Trace, path: Path) -> N
         latency = np.sort(end[ok] - trace.arrival[ok])
         if not len(latency):
             continue
-        y = np.arange(1, len(latency) + 1) / len(latency)
+        y = np.arange(1, len(latency) + 1) / total
         x, y = _downsample(latency, y)
-        ax.step(x, y, where="post", label=f"{name} (n={int(ok.sum())})")
+        ax.step(x, y, where="post", label=f"{name} ({int(ok.sum())} of {len(trace)} completed)")
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlabel("latency = end - arrival (s)")
-    ax.set_ylabel("fraction of completed requests")
-    ax.set_title("Latency CDF")
+    ax.set_ylabel("fraction of all requests completed")
+    ax.set_title("Latency CDF (cancelled, rejected and failed requests never reach the top)")
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    _legend(ax)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _legend(ax: Any) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
 
 
 def swaps_over_time(records: Mapping[str, SimRecord], path: Path) -> None:
@@ -71,7 +81,7 @@ def swaps_over_time(records: Mapping[str, SimRecord], path: Path) -> None:
     ax.set_ylabel("model loads started")
     ax.set_title("Cumulative swaps")
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    _legend(ax)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -112,10 +122,16 @@ def timeline(records: Mapping[str, SimRecord], trace: Trace, path: Path) -> None
         + [float(np.max(np.frombuffer(r.end, dtype=np.float64))) for r in records.values() if r.n]
     )
     colors = plt.get_cmap("tab10")
+    # Hundreds of swaps in 10 inches are a grey smear: give each swap about a tenth of an inch
+    # (up to 40 inches; the PNG is scrolled, not printed).
+    swaps = max((len(r.swaps) for r in records.values()), default=0)
     fig, axes = plt.subplots(
         2 * len(names),
         1,
-        figsize=(10, 2.6 * len(names) + 0.4 * len(models) * len(names)),
+        figsize=(
+            min(40.0, max(10.0, swaps / 10)),
+            2.6 * len(names) + 0.4 * len(models) * len(names),
+        ),
         sharex=True,
         gridspec_kw={"height_ratios": [max(len(models), 1), 1.5] * len(names)},
         squeeze=False,
@@ -174,7 +190,7 @@ def wait_by_model(summary: Mapping[str, Mapping], path: Path) -> None:
     ax.set_ylabel("p99 wait (s)")
     ax.set_title("p99 wait (start of service - arrival) per model")
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend()
+    _legend(ax)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -47,10 +47,29 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def table_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    header = ["scheduler", *(label for label, _ in TABLE_COLUMNS)]
+COMPACT_COLUMNS = (
+    ("done", "completed"),
+    ("swaps", "swaps"),
+    ("p50", "latency.p50"),
+    ("p99", "latency.p99"),
+    ("wait99", "wait.p99"),
+    ("viol.", "order_violations"),
+    ("err", "errors"),
+)
+"""The terminal's default table: what decides between schedulers, in 80 columns (``--wide`` and
+report.md show every column). :data:`COMPACT_LEGEND` spells the short headers out."""
+COMPACT_LEGEND = (
+    "done = completed requests; p50/p99 = latency and wait99 = p99 wait, in s; "
+    "viol. = order violations; err = errors. Every column: --wide or report.md"
+)
+
+
+def table_rows(
+    summary: Mapping[str, Any], columns: Sequence[tuple[str, str]] = TABLE_COLUMNS
+) -> tuple[list[str], list[list[str]]]:
+    header = ["scheduler", *(label for label, _ in columns)]
     rows = [
-        [name, *(fmt(metric(result, path)) for _, path in TABLE_COLUMNS)]
+        [name, *(fmt(metric(result, path)) for _, path in columns)]
         for name, result in summary["results"].items()
     ]
     return header, rows
@@ -120,8 +139,41 @@ def write_report(
         write_swaps_csv(out / name / "swaps.csv", record)
     plots = write_plots(records, trace, summary, out)
     report = out / "report.md"
-    report.write_text(render_markdown(summary, plots, outcomes))
+    report.write_text(render_markdown(summary, plots, outcomes, trace_notes(trace)))
     return report
+
+
+def trace_notes(trace: Trace) -> list[str]:
+    """What the trace asks of clients that the stats do not show: who gives up, and when."""
+    import numpy as np
+
+    after = trace.cancel_after[~np.isnan(trace.cancel_after)]
+    if not len(after):
+        return []
+    share = len(after) / max(1, len(trace))
+    values = sorted({round(float(v), 3) for v in after.tolist()})
+    when = f"{values[0]:g} s" if len(values) == 1 else f"{values[0]:g}-{values[-1]:g} s"
+    return [
+        f"- {100 * share:.0f}% of the clients give up if they have not been served after {when} "
+        "(`cancel_after`): those requests count as `cancelled` and have no latency"
+    ]
+
+
+def tradeoff(summary: Mapping[str, Any]) -> list[str]:
+    """The serial-vs-fifo trade-off in one sentence, with this run's numbers."""
+    results = summary["results"]
+    serial, fifo = results.get("serial"), results.get("fifo")
+    if not serial or not fifo:
+        return []
+    return [
+        f"In one sentence: `serial` serves in strict arrival order, one request at a time "
+        f"({fmt(serial['order_violations'])} order violations, latency p50 "
+        f"{fmt(metric(serial, 'latency.p50'))} s, {fmt(serial['swaps'])} swaps), while `fifo` "
+        f"batches requests for the loaded model and serves several at once (latency p50 "
+        f"{fmt(metric(fifo, 'latency.p50'))} s, {fmt(fifo['swaps'])} swaps) at the price of "
+        f"reordering ({fmt(fifo['order_violations'])} order violations).",
+        "",
+    ]
 
 
 def per_model_table(summary: Mapping[str, Any]) -> list[str]:
@@ -150,9 +202,13 @@ def per_model_table(summary: Mapping[str, Any]) -> list[str]:
 
 
 def render_markdown(
-    summary: Mapping[str, Any], plots: Mapping[str, str], outcomes: Sequence[Outcome]
+    summary: Mapping[str, Any],
+    plots: Mapping[str, str],
+    outcomes: Sequence[Outcome],
+    notes: Sequence[str] = (),
 ) -> str:
     t = summary["trace"]
+    end = max((r.get("makespan") or 0.0 for r in summary["results"].values()), default=0.0)
     header, rows = table_rows(summary)
     lines = [
         f"# Simulation report: {summary['scenario']}",
@@ -171,8 +227,9 @@ def render_markdown(
         "",
         f"- source: `{t['source']}`"
         + (f" (transforms: {'; '.join(t['transforms'])})" if t.get("transforms") else ""),
-        f"- {t['requests']} requests over {t['duration']:.1f} s ({t['rate']:.3g} req/s), "
-        f"{t['models']} models",
+        f"- {t['requests']} requests arriving over {t['duration']:.1f} s ({t['rate']:.3g} req/s), "
+        f"{t['models']} models; the simulation ran until {end:.1f} s (the last request done)",
+        *notes,
         f"- model-switch ratio of consecutive requests: {t['switch_ratio']:.3f}; burstiness "
         f"(CV of inter-arrivals): {t['burstiness_cv']:.3f}",
         "- requests per model: "
@@ -180,6 +237,7 @@ def render_markdown(
         "",
         "## Results",
         "",
+        *tradeoff(summary),
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
         *("| " + " | ".join(row) + " |" for row in rows),
@@ -206,6 +264,10 @@ def render_markdown(
         "## Definitions",
         "",
         "- latency = end - arrival (completed requests); wait = start of service - arrival.",
+        "- cancelled = the client gave up (its `cancel_after` passed) before its request was "
+        "served; rejected = refused by the scheduler (unknown model, over the concurrency "
+        "limit); errors = failed while loading or serving. None of these has a latency: the "
+        "latency CDF is over all requests, so its curves end below 1 by their share.",
         "- a swap = one model load started; `swaps/1k` = swaps per 1000 requests.",
         "- order violations = served requests r for which another served request arrived earlier "
         "but started service later.",

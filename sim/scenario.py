@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from llamaswap.config.sources import UniqueKeyLoader, yaml_problem
 from llamaswap.core.policies import scheduler_names
 from llamaswap.core.spec import RoutingSpec
 from llamaswap.timing import TimingError, TimingProfile
@@ -210,9 +211,11 @@ def load_scenario(path: str | Path) -> Scenario:
     if not path.exists():
         raise ScenarioError(f"{path}: no such scenario file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
+        raise ScenarioError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc}") from None
     return parse_scenario(data, path)
 
 

@@ -178,11 +178,31 @@ def read_trace(path: str | Path) -> Trace:
     path = Path(path)
     if not path.exists():
         raise TraceError(f"{path}: no such trace file")
+    if path.is_dir():
+        raise TraceError(f"{path}: is a directory, not a trace file" + _import_hint(path))
     if path.suffix in (".jsonl", ".ndjson"):
         rows: Iterable[dict[str, Any]] = _jsonl_rows(path)
     else:
         rows = _csv_rows(path)
-    return _from_rows(rows, str(path))
+    try:
+        return _from_rows(rows, str(path))
+    except UnicodeDecodeError:
+        raise TraceError(f"{path}: not a text file" + _import_hint(path)) from None
+    except TraceError as exc:
+        raise TraceError(str(exc) + _import_hint(path)) from None
+
+
+def _import_hint(path: Path) -> str:
+    """When the file is a raw public trace, say how to convert it (it is not canonical)."""
+    from sim.importers import guess_format
+
+    fmt = guess_format(path)
+    if fmt is None:
+        return ""
+    return (
+        f"; it looks like a raw {fmt} trace: convert it first with "
+        f"'llamaswap trace import --format {fmt} {path} -o TRACE.csv'"
+    )
 
 
 def _csv_rows(path: Path) -> Iterable[dict[str, Any]]:

@@ -247,8 +247,17 @@ async def test_upstream_passthrough_redirect_and_running_unload() -> None:
         assert status == {"alpha": "loaded", "beta": "unloaded"}
         async with http.post(base + "/api/models/unload/nope") as r:
             assert r.status == 404
-        async with http.post(base + "/api/models/unload/a") as r:
-            assert r.status == 200 and await r.text() == "OK"
+            assert (await r.json())["error"]["message"] == "model not found: 'nope'"
+        async with http.get(base + "/upstream/nope/x") as r:
+            assert r.status == 404
+            assert "'nope'" in (await r.json())["error"]["message"]
+        async with http.get(base + "/upstream") as r:  # llama-swap: a redirect to its UI's list
+            index = {m["id"]: m for m in (await r.json())["models"]}
+        assert index["alpha"]["upstream"] == "/upstream/alpha/"
+        assert index["alpha"]["aliases"] == ["a"] and index["alpha"]["state"] == "ready"
+        assert index["beta"]["state"] == "stopped"
+        async with http.post(base + "/api/models/unload/a") as r:  # as POST /api/models/unload
+            assert r.status == 200 and await r.json() == {"msg": "ok", "model": "alpha"}
         async with http.get(base + "/running") as r:
             assert (await r.json())["running"] == []
         async with http.post(
@@ -373,7 +382,9 @@ async def test_concurrency_limit_answers_429_with_retry_after() -> None:
             assert r.headers["Retry-After"] == "1"
             body = await r.json()
             assert body["error"]["code"] == "concurrency_limit"
-            assert body["error"]["message"] == "Too many requests"
+            assert body["error"]["message"] == (
+                "Too many requests: 'one' already has 1 admitted (its concurrencyLimit); retry later"
+            )
         async with http.get(f"http://127.0.0.1:{daemon.port}/metrics") as r:
             assert 'llamaswap_in_flight_requests{model="one"} 1.0' in await r.text()
         first = await slow
@@ -420,3 +431,13 @@ async def test_http10_client_gets_a_close_delimited_stream() -> None:
         assert b"chunked" not in head.lower()
         events = [e for e in payload.split(b"\n\n") if e.startswith(b"data: ")]
         assert len(events) == 7 and events[-1] == b"data: [DONE]"
+
+
+async def test_a_missing_program_is_named_in_the_error() -> None:
+    config = make_config({"m": {"cmd": "/no/such/binary --port ${PORT}"}})
+    async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{daemon.port}/v1/chat/completions"
+        async with http.post(url, json={"model": "m"}) as r:
+            assert r.status == 502
+            message = (await r.json())["error"]["message"]
+    assert "unable to load model 'm'" in message and "'/no/such/binary'" in message

@@ -3,6 +3,7 @@ orphan (checked in the process table by PID), SIGHUP reloads and a bad config ke
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -220,3 +221,36 @@ def test_exit_reason_quotes_the_last_line_of_output() -> None:
     assert _last_line(b"  \n\n") == ""
     long = _last_line(b"x" * 1000)
     assert len(long) == LAST_LINE_CHARS and long.endswith("...")
+
+
+async def test_output_reaches_the_logs_in_whole_lines() -> None:
+    """Two processes share the combined upstream log: a line cut at a pipe read boundary was
+    spliced with the other process's line (issue 21). The pump now writes whole lines only."""
+    import types
+
+    from llamaswap.daemon.logs import LogMonitor
+    from llamaswap.daemon.processes import UpstreamProcesses, _Child
+
+    combined = LogMonitor("upstream")
+    a, b = LogMonitor("a", (combined,)), LogMonitor("b", (combined,))
+    ra, rb = asyncio.StreamReader(), asyncio.StreamReader()
+    pumps = [
+        asyncio.create_task(
+            UpstreamProcesses._pump(types.SimpleNamespace(stdout=r), m, _Child("m", 1))  # type: ignore[arg-type]
+        )
+        for r, m in ((ra, a), (rb, b))
+    ]
+    ra.feed_data(b"alpha one\nalpha t")
+    await asyncio.sleep(0)  # a yield (no waiting): let a's pump read this chunk first
+    rb.feed_data(b"beta one\n")
+    await asyncio.sleep(0)
+    ra.feed_data(b"wo\nalpha three")
+    ra.feed_eof()
+    rb.feed_eof()
+    await asyncio.gather(*pumps)
+    assert combined.history().decode().splitlines() == [
+        "alpha one",
+        "beta one",
+        "alpha two",
+        "alpha three",
+    ]

@@ -170,3 +170,51 @@ def test_first_request_after_a_load_pays_the_warm_up_once() -> None:
         second, _ = _post(url + "/v1/completions", body)
     assert first >= 0.5, "the first generation skipped its warm-up"
     assert second < 0.5, "the warm-up was paid again by a later request"
+
+
+def test_responses_api_through_the_openai_sdk() -> None:
+    """``client.responses.create`` works unchanged against a fake upstream (issue 21), plain and
+    streaming, with the Responses API's shape: output_text, usage in input/output tokens, events."""
+    import openai
+
+    with fake("--load-time", "0", "--decode-tps", "500") as (_, url):
+        _wait_status(url + "/health", 200)
+        client = openai.OpenAI(base_url=url + "/v1", api_key="none")
+        reply = client.responses.create(model="fake", input="hello there", max_output_tokens=4)
+        assert reply.output_text == "lorem ipsum dolor sit "
+        assert reply.status == "completed" and reply.usage is not None
+        assert reply.usage.output_tokens == 4 and reply.usage.input_tokens >= 1
+        events = list(
+            client.responses.create(model="fake", input="hi", max_output_tokens=3, stream=True)
+        )
+        kinds = [e.type for e in events]
+        assert kinds[:3] == [
+            "response.created",
+            "response.output_item.added",
+            "response.content_part.added",
+        ]
+        assert kinds.count("response.output_text.delta") == 3
+        assert kinds[-1] == "response.completed"
+        assert [e.sequence_number for e in events] == list(range(len(events)))
+        assert events[-1].response.output_text == "lorem ipsum dolor "
+
+
+def test_a_client_disconnect_costs_one_log_line_not_a_traceback() -> None:
+    import socket
+
+    with fake("--load-time", "0", "--decode-tps", "20") as (proc, url):
+        _wait_status(url + "/health", 200)
+        port = int(url.rsplit(":", 1)[1])
+        body = json.dumps({"messages": [{"role": "user", "content": "x"}], "stream": True})
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(
+                f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                f"\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
+            )
+            assert sock.recv(100).startswith(b"HTTP/1.1 200")  # streaming has begun
+        # the next request proves the server went on; then stop it and read what it printed
+        _post(url + "/v1/chat/completions", {"messages": [], "max_tokens": 1})
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=10)[0].decode()
+    assert "client disconnected" in out
+    assert "Traceback" not in out and "Error handling request" not in out

@@ -69,3 +69,17 @@ def test_fidelity_refuses_profiles_a_fake_upstream_cannot_play(
     assert main(["fidelity", str(tmp_path / "missing.yaml")]) == 2
     assert "no such scenario file" in capsys.readouterr().err
     assert main(["fidelity", str(ROOT / "scenarios" / "default.yaml"), "--duration", "0"]) == 2
+
+
+def test_overheads_hide_start_up_inside_longer_loads() -> None:
+    """A fake upstream counts its load from process creation: a load longer than its start-up
+    hides it, a shorter one takes the start-up (issue 21: adding the probe's whole excess to
+    every load made short runs 17-87% slow)."""
+    from llamaswap.fidelity.probe import Overheads
+    from llamaswap.timing import Distribution, TimingProfile
+
+    overheads = Overheads(load_extra=0.01, start_up=0.6)
+    for load, expected in ((1.5, 1.51), (0.2, 0.61), (0.0, 0.61)):
+        profile = TimingProfile(load_time=Distribution("constant", load))
+        assert overheads.apply(profile).load_time.value == pytest.approx(expected)
+    assert overheads.as_dict()["start_up"] == 0.6

@@ -198,7 +198,13 @@ def test_trace_from_log_and_sim_from_log_commands(
     recorded, serial = summary["results"]["recorded (serial)"], summary["results"]["serial"]
     assert serial["swaps"] == recorded["swaps"]
     assert serial["latency"]["p99"] == pytest.approx(recorded["latency"]["p99"], rel=1e-3)
+    assert serial["latency"]["p50"] == pytest.approx(recorded["latency"]["p50"], rel=1e-3)
     assert (out / "fifo" / "events.jsonl").exists()
+    # the same report as `llamaswap sim`: report.md with its plots, per-scheduler CSVs
+    report = (out / "report.md").read_text()
+    assert "![Latency CDF" in report and (out / "latency_cdf.png").stat().st_size > 10_000
+    assert (out / "serial" / "requests.csv").exists()
+    assert summary["loads"].startswith("loads replayed in recorded order per model")
 
 
 def test_sim_from_log_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -260,3 +266,31 @@ def test_parse_slots_reads_k_and_model_k_and_rejects_nonsense() -> None:
         parse_slots(["0"], ["a"])
     with pytest.raises(ValueError, match="expected K or MODEL=K"):
         parse_slots(["a=x"], ["a"])
+
+
+def test_embeddings_are_fitted_as_prefill_only() -> None:
+    """An embedding reports prompt tokens only; it used to be left out of the fit (prefill_tps
+    1e9: replayed as instantaneous) and replayed as a default-length generation."""
+    from llamaswap.record.calibrate import calibrate
+
+    records: list[dict[str, object]] = [{"ev": "meta", "t": 0.0}]
+    for i in range(12):
+        prompt = 100 + 40 * i
+        t = 10.0 * i
+        records += [
+            {"ev": "arrival", "t": t, "id": str(i), "model": "embed"},
+            {"ev": "grant", "t": t, "id": str(i), "model": "embed"},
+            {
+                "ev": "done",
+                "t": t + 0.01 + prompt / 5000,
+                "id": str(i),
+                "status": 200,
+                "prompt_tokens": prompt,
+            },
+        ]
+    calibration = calibrate(records)
+    fit = calibration.fits["embed"]
+    assert fit.samples == 12
+    assert fit.prefill_tps == pytest.approx(5000, rel=1e-6)
+    assert fit.ttft_overhead == pytest.approx(0.01, abs=1e-6)
+    assert {r["output_tokens"] for r in calibration.trace_rows()} == {0}

@@ -90,10 +90,17 @@ def load_config(
     def run() -> Config:
         files = source_files(path, config_dir)
         parsed = []
-        for f in files:
-            data = read_source(f, env)
+        errors: list[str] = []
+        for f in files:  # a problem in one file does not hide those in the next
+            try:
+                data = read_source(f, env)
+            except ConfigError as exc:
+                errors.extend(exc.errors)
+                continue
             if data is not None:
                 parsed.append((str(f), data))
+        if errors:
+            raise ConfigError.collected(errors, [])
         merged = merge_sources(parsed)
         names = tuple(str(f) for f in files)
         return build_config(merged, source=", ".join(names), require_cmd=require_cmd, sources=names)

@@ -65,26 +65,36 @@ def _print_text(config: Config, out: TextIO) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from llamaswap.config import load_config
+    from llamaswap.config.advice import advice
 
     if not args.config and not args.config_dir:
         print(
             "llamaswap check-config: --config FILE or --config-dir DIR is required", file=sys.stderr
         )
-        return 1
+        return 2
     try:
         config = load_config(args.config, args.config_dir)
     except ConfigError as exc:
-        print(f"invalid config: {exc}", file=sys.stderr)
+        # Everything at once: each error and each warning on its own line, with its key path.
+        for error in exc.errors:
+            print(f"invalid config: {error}", file=sys.stderr)
+        for warning in exc.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        if len(exc.errors) > 1:
+            print(f"{len(exc.errors)} errors", file=sys.stderr)
         return 1
+    warnings = [*config.warnings, *advice(config)]
     if args.json:
-        json.dump(summary(config), sys.stdout, indent=2, sort_keys=False)
+        info = summary(config)
+        info["warnings"] = warnings
+        json.dump(info, sys.stdout, indent=2, sort_keys=False)
         print()
     else:
         _print_text(config, sys.stdout)
-    for warning in config.warnings:
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    if args.strict and config.warnings:
-        print(f"{len(config.warnings)} warning(s) and --strict given", file=sys.stderr)
+    if args.strict and warnings:
+        print(f"{len(warnings)} warning(s) and --strict given", file=sys.stderr)
         return 2
     return 0
 
@@ -94,7 +104,9 @@ def register(subparsers: Any) -> None:
         "check-config",
         help="validate a llama-swap style config and show what would run",
         description="Load and validate the config exactly as 'serve' does, print the effective "
-        "models (argv, ports, groups) and every warning; exit 1 if it is invalid.",
+        "models (argv, ports, groups) and every error and warning at once, each with its key "
+        "path (also: a cmd whose program is not installed, a batch-aging maxWait below two load "
+        "times). Exit 1 if it is invalid, 2 on a usage error or, with --strict, on warnings.",
     )
     parser.add_argument("--config", help="llama-swap style config.yaml")
     parser.add_argument("--config-dir", help="directory of *.yml/*.yaml merged after --config")

@@ -25,7 +25,24 @@ DEFAULT_SCHEDULER = "serial"
 
 
 class ConfigError(ValueError):
-    """A config that cannot be used; the message starts with the offending key path."""
+    """A config that cannot be used; the message starts with the offending key path.
+
+    Validation collects every independent problem before giving up, so one run of
+    ``check-config`` lists them all: ``errors`` holds one line per problem (``str()`` joins them
+    with newlines) and ``warnings`` what the loader had to say about the rest of the file.
+    """
+
+    def __init__(
+        self, message: str, errors: tuple[str, ...] = (), warnings: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.errors: tuple[str, ...] = errors or (message,)
+        self.warnings: tuple[str, ...] = warnings
+
+    @classmethod
+    def collected(cls, errors: list[str], warnings: list[str]) -> ConfigError:
+        unique = tuple(dict.fromkeys(errors))
+        return cls("\n".join(unique), unique, tuple(warnings))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llamaswap.config.macros import leftover_macros, resolve_macros, substitute, validate_macros
-from llamaswap.config.model import DEFAULT_START_PORT, Config, ConfigError
+from llamaswap.config.model import DEFAULT_SCHEDULER, DEFAULT_START_PORT, Config, ConfigError
 from llamaswap.config.per_model import MAX_PORT, parse_models
 from llamaswap.config.routing import Resolver, parse_groups, parse_scheduler
 from llamaswap.config.sources import type_name
@@ -26,7 +26,7 @@ from llamaswap.config.values import (
     fmt_value,
     opt,
 )
-from llamaswap.core.spec import DEFAULT_HEALTH_CHECK_TIMEOUT, DEFAULT_UNLOAD_TIMEOUT
+from llamaswap.core.spec import DEFAULT_HEALTH_CHECK_TIMEOUT, DEFAULT_UNLOAD_TIMEOUT, GroupSpec
 
 MIN_HEALTH_CHECK_TIMEOUT = 15.0
 DEFAULT_RECORD_MAX_BYTES = 256 * 1024 * 1024
@@ -81,78 +81,56 @@ def build_config(
         raise ConfigError(f"{source}: the top level must be a mapping, got {type_name(data)}")
     ctx = Ctx(require_cmd=require_cmd)
     ctx.unknown_keys(data, "", TOP_LEVEL_KEYS, TOP_LEVEL_UNSUPPORTED)
+    # Macros feed every other value: with a broken macro, what follows would only echo it.
     global_macros = validate_macros(opt(data, "macros"), "macros")
     data = _apply_global_macros(
         data, resolve_macros([(n, v, f"macros.{n}") for n, v in global_macros])
     )
-
-    hct_raw = opt(data, "healthCheckTimeout")
-    health_check_timeout = (
-        DEFAULT_HEALTH_CHECK_TIMEOUT
-        if hct_raw is None
-        else float(as_number(hct_raw, "healthCheckTimeout"))
+    # Each top-level value is checked on its own, so one run reports every mistake (ctx.attempt).
+    health_check_timeout = ctx.attempt(
+        lambda: max(_number(data, "healthCheckTimeout"), MIN_HEALTH_CHECK_TIMEOUT),
+        DEFAULT_HEALTH_CHECK_TIMEOUT,
     )
-    health_check_timeout = max(health_check_timeout, MIN_HEALTH_CHECK_TIMEOUT)
-
-    log_level = "info"
-    if opt(data, "logLevel") is not None:
-        level = as_string(data["logLevel"], "logLevel")
-        if level in LOG_LEVELS:
-            log_level = level
-        else:
-            ctx.warn(
-                f"logLevel: unknown level {level!r} (valid: {', '.join(LOG_LEVELS)}); using info"
-            )
-
-    start_port = DEFAULT_START_PORT
-    if opt(data, "startPort") is not None:
-        start_port = as_int(data["startPort"], "startPort")
-        if start_port < 1 or start_port > MAX_PORT:
-            raise ConfigError(f"startPort: must be between 1 and {MAX_PORT}, got {start_port}")
-
-    global_ttl = 0.0
-    if opt(data, "globalTTL") is not None:
-        global_ttl = float(as_number(data["globalTTL"], "globalTTL"))
-        if global_ttl < 0:
-            raise ConfigError(f"globalTTL: must be >= 0, got {fmt_value(data['globalTTL'])}")
-
-    unload_timeout = DEFAULT_UNLOAD_TIMEOUT
-    if opt(data, "unloadTimeout") is not None:
-        unload_timeout = float(as_number(data["unloadTimeout"], "unloadTimeout"))
-        if unload_timeout < 0:
-            raise ConfigError(
-                f"unloadTimeout: must be >= 0, got {fmt_value(data['unloadTimeout'])}"
-            )
-        if unload_timeout == 0:
-            unload_timeout = DEFAULT_UNLOAD_TIMEOUT
-
-    include_aliases = False
-    if opt(data, "includeAliasesInList") is not None:
-        include_aliases = as_bool(data["includeAliasesInList"], "includeAliasesInList")
-    send_loading_state = False
-    if opt(data, "sendLoadingState") is not None:
-        send_loading_state = as_bool(data["sendLoadingState"], "sendLoadingState")
-
-    api_keys = _api_keys(opt(data, "apiKeys"))
-    record_path, record_max_bytes = _record(ctx, opt(data, "record"))
+    log_level = ctx.attempt(lambda: _log_level(ctx, data), "info")
+    start_port = ctx.attempt(lambda: _start_port(data), DEFAULT_START_PORT)
+    global_ttl = ctx.attempt(lambda: _number(data, "globalTTL", minimum=0.0), 0.0)
+    unload_timeout = ctx.attempt(
+        lambda: _number(data, "unloadTimeout", minimum=0.0) or DEFAULT_UNLOAD_TIMEOUT,
+        DEFAULT_UNLOAD_TIMEOUT,
+    )
+    include_aliases = ctx.attempt(lambda: _flag(data, "includeAliasesInList"), False)
+    send_loading_state = ctx.attempt(lambda: _flag(data, "sendLoadingState"), False)
+    none: tuple[str, ...] = ()
+    api_keys = ctx.attempt(lambda: _api_keys(opt(data, "apiKeys")), none)
+    record_path, record_max_bytes = ctx.attempt(
+        lambda: _record(ctx, opt(data, "record")), ("", DEFAULT_RECORD_MAX_BYTES)
+    )
 
     models = parse_models(
         ctx,
-        as_mapping(opt(data, "models"), "models"),
+        ctx.attempt(lambda: as_mapping(opt(data, "models"), "models"), {}),
         global_macros=global_macros,
         global_ttl=global_ttl,
         unload_timeout=unload_timeout,
         send_loading_state=send_loading_state,
         start_port=start_port,
     )
+    if not models and not ctx.errors:
+        ctx.warn("models: no models defined; every request will be answered 404")
     aliases = {alias: mid for mid, m in models.items() for alias in m.aliases}
 
     def resolve(name: str) -> str | None:
         return name if name in models else aliases.get(name)
 
-    groups = parse_groups(ctx, data, models, aliases)
-    scheduler, scheduler_settings = parse_scheduler(ctx, data, resolve, sorted(models))
-    preload = _preload(ctx, data, resolve)
+    no_groups: tuple[GroupSpec, ...] = ()
+    groups = ctx.attempt(lambda: parse_groups(ctx, data, models, aliases), no_groups)
+    no_settings: dict[str, Any] = {}
+    scheduler, scheduler_settings = ctx.attempt(
+        lambda: parse_scheduler(ctx, data, resolve, sorted(models)),
+        (DEFAULT_SCHEDULER, no_settings),
+    )
+    preload = ctx.attempt(lambda: _preload(ctx, data, resolve), none)
+    ctx.raise_errors()
 
     return Config(
         models=models,
@@ -174,6 +152,41 @@ def build_config(
         record_path=record_path,
         record_max_bytes=record_max_bytes,
     )
+
+
+def _number(data: Mapping[str, Any], key: str, minimum: float | None = None) -> float:
+    """An optional top-level number (its default is the caller's: 0.0 stands for unset)."""
+    raw = opt(data, key)
+    if raw is None:
+        return DEFAULT_HEALTH_CHECK_TIMEOUT if key == "healthCheckTimeout" else 0.0
+    value = float(as_number(raw, key))
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{key}: must be >= {minimum:g}, got {fmt_value(raw)}")
+    return value
+
+
+def _flag(data: Mapping[str, Any], key: str) -> bool:
+    raw = opt(data, key)
+    return False if raw is None else as_bool(raw, key)
+
+
+def _log_level(ctx: Ctx, data: Mapping[str, Any]) -> str:
+    if opt(data, "logLevel") is None:
+        return "info"
+    level = as_string(data["logLevel"], "logLevel")
+    if level in LOG_LEVELS:
+        return level
+    ctx.warn(f"logLevel: unknown level {level!r} (valid: {', '.join(LOG_LEVELS)}); using info")
+    return "info"
+
+
+def _start_port(data: Mapping[str, Any]) -> int:
+    if opt(data, "startPort") is None:
+        return DEFAULT_START_PORT
+    start_port = as_int(data["startPort"], "startPort")
+    if start_port < 1 or start_port > MAX_PORT:
+        raise ConfigError(f"startPort: must be between 1 and {MAX_PORT}, got {start_port}")
+    return start_port
 
 
 def _apply_global_macros(data: Mapping[str, Any], macros: Mapping[str, Any]) -> dict[str, Any]:

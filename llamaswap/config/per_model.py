@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -75,17 +76,13 @@ def parse_models(
     send_loading_state: bool,
     start_port: int,
 ) -> dict[str, ModelConfig]:
+    # Every model is validated on its own (ctx.attempt), so one run reports all bad models.
     # Phase 1: shape checks and ordinary macro expansion, per model.
     expanded: dict[str, dict[str, Any]] = {}
     for mid, raw in raw_models.items():
-        path = f"models.{mid}"
-        if not mid:
-            raise ConfigError("models: a model id must not be empty")
-        if raw is None and not ctx.require_cmd:
-            raw = {}
-        if raw is None:
-            raise ConfigError(f"{path}: must be a mapping with at least 'cmd', got null")
-        expanded[mid] = _expand_model(ctx, mid, as_mapping(raw, path), global_macros)
+        fields = ctx.attempt(partial(_shape, ctx, mid, raw, global_macros), None)
+        if fields is not None:
+            expanded[mid] = fields
 
     # Phase 2: ${PORT}, only for models whose cmd uses it, in sorted model-id order (quirk 13).
     ports: dict[str, int] = {}
@@ -104,7 +101,8 @@ def parse_models(
     models: dict[str, ModelConfig] = {}
     owners: dict[str, str] = {}
     for mid, fields in expanded.items():
-        done = _finish_model(
+        finish = partial(
+            _finish_model,
             ctx,
             mid,
             fields,
@@ -113,19 +111,38 @@ def parse_models(
             unload_timeout=unload_timeout,
             send_loading_state=send_loading_state,
         )
+        done = ctx.attempt(finish, None)
         if done is None:
             continue
-        for i, alias in enumerate(done.aliases):
-            where = f"models.{mid}.aliases[{i}]"
-            if alias in expanded:
-                raise ConfigError(f"{where}: alias {alias!r} is also a model id")
-            if alias in owners:
-                raise ConfigError(
-                    f"{where}: duplicate alias {alias!r}, already used by model {owners[alias]!r}"
-                )
-            owners[alias] = mid
-        models[mid] = done
+        if ctx.attempt(partial(_claim_aliases, done, expanded, owners), False):
+            models[mid] = done
     return models
+
+
+def _shape(ctx: Ctx, mid: str, raw: Any, global_macros: list[tuple[str, Any]]) -> dict[str, Any]:
+    path = f"models.{mid}"
+    if not mid:
+        raise ConfigError("models: a model id must not be empty")
+    if raw is None and not ctx.require_cmd:
+        raw = {}
+    if raw is None:
+        raise ConfigError(f"{path}: must be a mapping with at least 'cmd', got null")
+    return _expand_model(ctx, mid, as_mapping(raw, path), global_macros)
+
+
+def _claim_aliases(
+    model: ModelConfig, expanded: dict[str, dict[str, Any]], owners: dict[str, str]
+) -> bool:
+    for i, alias in enumerate(model.aliases):
+        where = f"models.{model.id}.aliases[{i}]"
+        if alias in expanded:
+            raise ConfigError(f"{where}: alias {alias!r} is also a model id")
+        if alias in owners:
+            raise ConfigError(
+                f"{where}: duplicate alias {alias!r}, already used by model {owners[alias]!r}"
+            )
+    owners.update((alias, model.id) for alias in model.aliases)
+    return True
 
 
 def _expand_model(

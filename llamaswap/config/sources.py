@@ -43,7 +43,12 @@ def key_path(parts: tuple[str, ...] | list[str]) -> str:
 # YAML
 
 
-class _StrictLoader(yaml.SafeLoader):
+class UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader where a key given twice in one mapping is an error, not last-one-wins (the
+    config loader and scenario files both use it: a repeated key is almost always a mistake)."""
+
+
+class _StrictLoader(UniqueKeyLoader):
     """SafeLoader that reads scalars the way llama-swap's Go yaml.v3 does (YAML 1.2 core schema).
 
     PyYAML implements YAML 1.1, where ``yes``/``no``/``on``/``off`` are booleans, ``1:30`` is the
@@ -77,7 +82,7 @@ _StrictLoader.add_implicit_resolver(
 )
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+def _construct_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
@@ -95,7 +100,19 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     return loader.construct_mapping(node, deep=deep)
 
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: what is wrong, and where (PyYAML's own text spans several lines
+    and calls a string input ``"<unicode string>"`` instead of naming the file)."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    context = getattr(exc, "context", None)
+    if problem is None:
+        return " ".join(str(exc).replace(' in "<unicode string>"', "").split())
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + problem + (f" ({context})" if context else "")
 
 
 def parse_yaml(text: str, source: str) -> Any:
@@ -103,7 +120,7 @@ def parse_yaml(text: str, source: str) -> Any:
     try:
         data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{source}: invalid YAML: {yaml_problem(exc)}") from None
     except RecursionError:
         raise ConfigError(f"{source}: invalid YAML: nesting too deep") from None
     except (ValueError, TypeError, OverflowError) as exc:
@@ -249,6 +266,7 @@ def substitute_env_text(text: str, source: str, env: Mapping[str, str] | None) -
     except Exception:  # best effort: any YAML problem is reported by the real parse afterwards
         used_in = text  # so the user sees the env error rather than a confusing YAML error
     names = list(dict.fromkeys(ENV_MACRO_RE.findall(used_in)))
+    _check_env(names, source, env)  # every missing variable in one run, not one per run
     for name in names:
         value = _env_value(name, env, source)
         escaped = value.replace("\\", "\\\\").replace('"', '\\"')
@@ -258,10 +276,27 @@ def substitute_env_text(text: str, source: str, env: Mapping[str, str] | None) -
 
 def substitute_env_tree(data: Any, source: str, env: Mapping[str, str] | None) -> Any:
     """``${env.NAME}`` for an already-parsed tree (``parse_config``): string values only."""
+    _check_env(ENV_MACRO_RE.findall("\n".join(_strings_in(data))), source, env)
+    return _substitute_tree(data, source, env)
+
+
+def _check_env(names: list[str], source: str, env: Mapping[str, str] | None) -> None:
+    """Every variable used must be usable; all the bad ones are reported together."""
+    errors = []
+    for name in dict.fromkeys(names):
+        try:
+            _env_value(name, env, source)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ConfigError.collected(errors, [])
+
+
+def _substitute_tree(data: Any, source: str, env: Mapping[str, str] | None) -> Any:
     if isinstance(data, Mapping):
-        return {k: substitute_env_tree(v, source, env) for k, v in data.items()}
+        return {k: _substitute_tree(v, source, env) for k, v in data.items()}
     if isinstance(data, list):
-        return [substitute_env_tree(v, source, env) for v in data]
+        return [_substitute_tree(v, source, env) for v in data]
     if isinstance(data, str) and "${env." in data:
         return ENV_MACRO_RE.sub(lambda m: _env_value(m.group(1), env, source), data)
     return data

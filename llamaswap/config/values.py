@@ -7,9 +7,9 @@ produces a ``ConfigError`` that starts with the key path without repeating that 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from llamaswap.config.model import ConfigError
 from llamaswap.config.sources import format_scalar, type_name
@@ -17,16 +17,33 @@ from llamaswap.config.sources import format_scalar, type_name
 MAX_MAGNITUDE = 1e15
 """Bound on numeric settings (about 31 million years of seconds): rejects overflow-sized values."""
 UNSUPPORTED = "not supported by llamaswap yet; ignored"
+T = TypeVar("T")
 
 
 @dataclass
 class Ctx:
     require_cmd: bool
     warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
             self.warnings.append(message)
+
+    def attempt(self, check: Callable[[], T], default: T) -> T:
+        """Run one independent piece of validation; on a ConfigError note it and go on.
+
+        This is how a config with several mistakes gets all of them reported in one run.
+        """
+        try:
+            return check()
+        except ConfigError as exc:
+            self.errors.extend(exc.errors)
+            return default
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            raise ConfigError.collected(self.errors, self.warnings)
 
     def unknown_keys(
         self,

@@ -340,7 +340,32 @@ class Api:
                 else:
                     body = request.content.iter_any()
             return await self._serve(request, backend, model_id, url, body, False, time.monotonic())
-        return error_response(request, 404, "model not found")
+        if not raw_path.strip("/"):
+            return await self.upstream_index(request)
+        return error_response(
+            request, 404, f"model not found: no model or alias {unquote(segments[0])!r}"
+        )
+
+    async def upstream_index(self, request: web.Request) -> web.Response:
+        """``GET /upstream``: each model's passthrough path (llama-swap redirects to its web UI's
+        model list; without a UI, the list itself)."""
+        backend = await self.server.current()
+        config = backend.config
+        aliases_of: dict[str, list[str]] = {}
+        for alias, real in sorted(config.aliases.items()):
+            aliases_of.setdefault(real, []).append(alias)
+        models = [
+            {
+                "id": mid,
+                "upstream": f"/upstream/{mid}/",
+                "proxy": config.models[mid].proxy,
+                "aliases": aliases_of.get(mid, []),
+                "state": _state_name(backend.state(mid)),
+            }
+            for mid in sorted(config.models)
+            if not config.models[mid].unlisted
+        ]
+        return web.json_response({"models": models})
 
     # ================================================================== listing and state
 
@@ -419,9 +444,10 @@ class Api:
         name = request.match_info["model"]
         model_id = backend.config.resolve(name)
         if model_id is None:
-            return error_response(request, 404, "model not found")
+            return error_response(request, 404, f"model not found: {name!r}")
         await backend.unload((model_id,))
-        return web.Response(text="OK")
+        # The same answer as POST /api/models/unload (llama-swap answers the text OK here).
+        return web.json_response({"msg": "ok", "model": model_id})
 
     async def metrics(self, request: web.Request) -> web.Response:
         response = web.Response(body=self.server.metrics.render())
@@ -495,6 +521,10 @@ async def quiet_gc(app: web.Application) -> None:
         gc.set_threshold(*GC_THRESHOLDS)
 
 
+def _state_name(state: ProcessState | None) -> str:
+    return "stopped" if state is None else str(state.value)
+
+
 def build_app(server: Server, client_max_size: int) -> web.Application:
     api = Api(server, client_max_size)
     app = web.Application(client_max_size=client_max_size, middlewares=[api.middleware])
@@ -521,5 +551,6 @@ def build_app(server: Server, client_max_size: int) -> web.Application:
     add("GET", "/logs", api.logs)
     add("GET", "/logs/stream", api.logs_stream)
     add("GET", "/logs/stream/{id:.+}", api.logs_stream)
+    add("GET", "/upstream", api.upstream_index)
     add("*", "/upstream/{tail:.*}", api.upstream)
     return app

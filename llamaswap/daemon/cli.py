@@ -127,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = _loader(args)
     except ConfigError as exc:
-        print(f"llamaswap: invalid config: {exc}", file=sys.stderr)
+        for error in exc.errors:  # every problem, each on its own line
+            print(f"llamaswap: invalid config: {error}", file=sys.stderr)
         return 1
     _configure_logging()
     if args.loop != "asyncio":

@@ -105,7 +105,13 @@ def error_response(
 def request_error_response(request: web.BaseRequest, error: RequestError) -> web.Response:
     status = status_of(error.kind)
     if error.kind is ErrorKind.OVER_LIMIT:
+        # llama-swap says only "Too many requests"; the core's message names the model and its
+        # limit, which is what the client (or its operator) needs to act on.
         return error_response(
-            request, 429, "Too many requests", "concurrency_limit", {"Retry-After": "1"}
+            request,
+            429,
+            f"{error.message} (its concurrencyLimit); retry later",
+            "concurrency_limit",
+            {"Retry-After": "1"},
         )
     return error_response(request, status, error.message)

@@ -12,6 +12,10 @@ Fault knobs: ``--fail-start`` (exit 1 once the load time has passed, never healt
 ``--crash-after N`` (the process dies abruptly during request N+1, after its first token),
 ``--ignore-sigterm`` (only SIGKILL stops it).
 
+``/v1/responses`` answers in the Responses API's shape, streaming its events too
+(:mod:`llamaswap.daemon.fake_responses`), so the openai SDK's ``client.responses.create`` works.
+A client that disconnects mid-answer costs one log line, not a traceback.
+
 Besides the OpenAI endpoints, any other path answers a JSON echo of what it received (method, path,
 query, content type, body size and SHA-256), ``GET /debug/last-request`` returns the last JSON body
 and headers seen, ``GET /debug/receiving`` the body bytes received so far by echo requests still
@@ -35,6 +39,7 @@ from typing import Any
 
 from aiohttp import web
 
+from llamaswap.daemon import fake_responses
 from llamaswap.timing import Distribution, TimingProfile
 
 _WORDS = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
@@ -192,6 +197,10 @@ class FakeUpstream:
     async def completions(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, chat=False)
 
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """The Responses API (``client.responses.create``), timed like a chat completion."""
+        return await self._generate(request, chat=True, responses=True)
+
     async def embeddings(self, request: web.Request) -> web.Response:
         body = await self._json_body(request)
         inputs = body.get("input", "")
@@ -218,15 +227,24 @@ class FakeUpstream:
             }
         )
 
-    async def _generate(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+    async def _generate(
+        self, request: web.Request, *, chat: bool, responses: bool = False
+    ) -> web.StreamResponse:
         self.active += 1
         self.peak_active = max(self.peak_active, self.active)
         try:
-            return await self._generate_counted(request, chat=chat)
+            return await self._generate_counted(request, chat=chat, responses=responses)
+        except ConnectionResetError:
+            # The client went away mid-answer (aiohttp's ClientConnectionResetError is one):
+            # a fact worth one log line, not a traceback in the proxy's /logs.
+            self.log(f"{request.path}: client disconnected")
+            return web.Response(status=499)
         finally:
             self.active -= 1
 
-    async def _generate_counted(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+    async def _generate_counted(
+        self, request: web.Request, *, chat: bool, responses: bool = False
+    ) -> web.StreamResponse:
         body = await self._json_body(request)
         if not self.loaded():
             return web.json_response(
@@ -234,6 +252,8 @@ class FakeUpstream:
             )
         prompt = prompt_tokens_of(body)
         output = output_tokens_of(body, self.profile.default_output_tokens)
+        if responses:
+            output = fake_responses.output_tokens(body, self.profile.default_output_tokens)
         stream = body.get("stream") is True
         model = body.get("model", self.model)
         self.log(f"{request.path} prompt={prompt} output={output} stream={stream}")
@@ -244,6 +264,10 @@ class FakeUpstream:
             self.warmed = True
             first = start + self.profile.time_to_first_token(prompt, first_on_process)
             interval = self.profile.token_interval()
+            if stream and responses:
+                return await self._stream_responses(
+                    request, model, prompt, output, first, interval, crash
+                )
             if stream:
                 return await self._stream(
                     request, chat, model, prompt, output, first, interval, crash
@@ -254,6 +278,12 @@ class FakeUpstream:
             end = first + output * interval
             await asyncio.sleep(max(0.0, end - time.monotonic()))
             text = "".join(_WORDS[i % len(_WORDS)] + " " for i in range(output))
+            if responses:
+                return web.json_response(
+                    fake_responses.response_object(
+                        f"fake-{self.served}", model, text, prompt, output
+                    )
+                )
             usage = {
                 "prompt_tokens": prompt,
                 "completion_tokens": output,
@@ -329,6 +359,38 @@ class FakeUpstream:
         await response.write_eof()
         return response
 
+    async def _stream_responses(
+        self,
+        request: web.Request,
+        model: str,
+        prompt: int,
+        output: int,
+        first: float,
+        interval: float,
+        crash: bool,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        ident = f"fake-{self.served}"
+        for chunk in fake_responses.stream_head(ident, model, prompt):
+            await response.write(chunk)
+        text = ""
+        for i in range(output):
+            delay = first + i * interval - time.monotonic()
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            word = _WORDS[i % len(_WORDS)] + " "
+            text += word
+            await response.write(fake_responses.stream_delta(ident, i, word))
+            if crash:
+                self._crash()
+        for chunk in fake_responses.stream_tail(ident, model, text, prompt, output):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/health", self.health)
@@ -342,6 +404,8 @@ class FakeUpstream:
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/completion", self.completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_post("/v1/responses", self.responses)
+        app.router.add_post("/responses", self.responses)
         app.router.add_route("*", "/{tail:.*}", self.echo)
         return app
 
@@ -413,7 +477,11 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
     )
     upstream.started = process_start_monotonic()
-    asyncio.run(_serve(args, upstream))
+    try:
+        asyncio.run(_serve(args, upstream))
+    except OSError as exc:  # the port is taken, or not ours to bind
+        print(f"fake-upstream: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
     # Exit without interpreter teardown once the server has closed: a stop then costs
     # milliseconds, like a real server's, instead of 30-100 ms of Python finalisation.
     sys.stdout.flush()
@@ -427,6 +495,12 @@ def _positive(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0-65535, got {text!r}")
+    return int(text)
+
+
 def _non_negative(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -435,7 +509,7 @@ def _non_negative(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, required=True, help="TCP port to listen on")
+    parser.add_argument("--port", type=_port, required=True, help="TCP port to listen on")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--model", default="fake", help="model name it reports")
     parser.add_argument(

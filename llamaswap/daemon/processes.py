@@ -339,12 +339,24 @@ class UpstreamProcesses:
         if stream is None:
             return
         write = monitor.write  # type: ignore[attr-defined]
+        partial = b""
         while True:
             data = await stream.read(65536)
             if not data:
+                if partial:
+                    write(partial + b"\n")
                 return
-            write(data)
             child.output_tail = (child.output_tail + data)[-OUTPUT_TAIL_BYTES:]
+            # Whole lines only: the combined logs interleave every process's output, and a line
+            # cut at a read boundary would be spliced with another process's line.
+            data = partial + data
+            cut = data.rfind(b"\n") + 1
+            if cut == 0 and len(data) < 65536:
+                partial = data
+                continue
+            cut = cut or len(data)
+            partial = data[cut:]
+            write(data[:cut])
 
     async def _health(self, child: _Child, spec: UpstreamSpec) -> None:
         if spec.health_url is None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,8 @@ class FidelityOptions:
     probe_rounds: int = 5
     overheads: Overheads | None = None
     stream: bool = False
+    progress: Callable[[str], None] | None = None
+    """Told each step as it starts (a real run takes minutes; the CLI prints these)."""
 
 
 @dataclass
@@ -90,6 +92,10 @@ def recorded_trace(records: list[dict[str, Any]]) -> Trace:
     )
 
 
+def _span(trace: Trace) -> float:
+    return float(trace.arrival[-1]) if len(trace) else 0.0
+
+
 def goals(verdict: Mapping[str, Any], scheduler: str) -> dict[str, bool]:
     out = {
         "same_swap_count": verdict["loads"]["count"]["real"] == verdict["loads"]["count"]["sim"],
@@ -111,9 +117,11 @@ def run_fidelity(scenario: Scenario, options: FidelityOptions) -> dict[str, Any]
         fake_upstream_cmd(profile, f"{scenario.path}: timing.{model}")
     trace = prepare_trace(scenario, options.duration, options.ci)
     ids = trace_ids(trace)
+    say = options.progress or (lambda _text: None)
     overheads = options.overheads
     if overheads is None:
         if options.probe:
+            say(f"measuring overheads ({options.probe_rounds} probe rounds)")
             overheads = asyncio.run(measure_overheads(out / "probe", options.probe_rounds))
         else:
             overheads = Overheads()
@@ -123,6 +131,7 @@ def run_fidelity(scenario: Scenario, options: FidelityOptions) -> dict[str, Any]
     results: dict[str, Any] = {}
     for scheduler in options.schedulers:
         where = out / scheduler
+        say(f"{scheduler}: real daemon, {len(trace)} requests over {_span(trace):.0f} s")
         live = asyncio.run(
             run_live(
                 raw_config,
@@ -137,6 +146,7 @@ def run_fidelity(scenario: Scenario, options: FidelityOptions) -> dict[str, Any]
             )
         )
         real = read_log(live.log)
+        say(f"{scheduler}: {live.answered}/{live.sent} answered; simulating")
         verdicts: dict[str, Any] = {}
         for label, sim_trace in (("recorded", recorded_trace(real)), ("trace", trace)):
             path = where / f"sim-{label}.jsonl"

@@ -1,10 +1,12 @@
 """Measure, once per fidelity run, what a real swap and a real request cost beyond the timing model.
 
 A separate, tiny run of the real daemon (one model, sequential requests, an unload after each) gives
-three machine constants the simulator is then told about (documented in ``docs/fidelity.md``):
+four machine constants the simulator is then told about (documented in ``docs/fidelity.md``):
 
-- ``load_extra``: starting -> ready minus the configured load time (process exec, health-probe
-  cadence, the core's event path);
+- ``load_extra``: starting -> ready minus the configured load time, for a load long enough to
+  hide the process's start-up (health-probe cadence, the core's event path);
+- ``start_up``: starting -> ready of a process with no load (exec, interpreter, bind): a load
+  shorter than this takes this long;
 - ``unload``: stopping -> stopped (SIGTERM to exit, reaped);
 - ``serve_extra``: grant -> done minus the timing model's service time (the proxy hop, HTTP
   framing, JSON encoding, timer granularity).
@@ -42,6 +44,8 @@ class Overheads:
     unload: float = 0.0
     serve_extra: float = 0.0
     samples: int = 0
+    start_up: float = 0.0
+    """Seconds until a fake upstream with no load at all is ready: a shorter load takes this."""
 
     def apply(self, profile: TimingProfile) -> TimingProfile:
         """The profile the simulator should run so it matches this machine's real daemon."""
@@ -49,7 +53,7 @@ class Overheads:
 
         load = profile.load_time
         if load.kind == "constant":
-            load = Distribution("constant", load.value + self.load_extra)
+            load = Distribution("constant", max(load.value, self.start_up) + self.load_extra)
         return dataclasses.replace(
             profile,
             load_time=load,
@@ -61,35 +65,57 @@ class Overheads:
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
+HIDDEN_LOAD = 2.0
+"""Seconds of the probe model's load: longer than a fake upstream's start-up even on a loaded box,
+so its loads measure only what follows the load (health-poll cadence, the event path)."""
+
+
 async def measure_overheads(out: Path, rounds: int = 5) -> Overheads:
-    """Load, serve and unload a probe model ``rounds`` times on a real daemon; return medians."""
-    config = {"healthCheckTimeout": 30, "models": {"probe": {"concurrencyLimit": 4}}}
-    profiles = {"probe": PROBE_PROFILE}
+    """Load, serve and unload two probe models ``rounds`` times on a real daemon; return medians.
+
+    A fake upstream counts its load from process creation, so interpreter start-up is hidden in
+    a load longer than it and adds to a shorter one. ``probe`` (a 2 s load) measures the cost
+    after a load, ``cold`` (no load at all) the start-up; the simulator then loads for
+    ``max(load_time, start_up) + load_extra``. Adding one probe's whole excess to every load, as
+    before, made short runs 17-87% slow on a busy box (issue 21).
+    """
+    import dataclasses
+
+    models = {"probe": {"concurrencyLimit": 4}, "cold": {"concurrencyLimit": 4}}
+    config = {"healthCheckTimeout": 30, "models": models}
+    hidden = dataclasses.replace(PROBE_PROFILE, load_time=Distribution("constant", HIDDEN_LOAD))
+    cold = dataclasses.replace(PROBE_PROFILE, load_time=Distribution("constant", 0.0))
+    profiles = {"probe": hidden, "cold": cold}
     async with (
         live_daemon(config, profiles, "serial", out) as (url, log_path),
         aiohttp.ClientSession() as session,
     ):
         for i in range(rounds):
-            for j in range(2):  # one request on a cold model, one on a warm one
-                body = request_body("probe", 100 + 50 * j, 20 + 10 * i, False)
-                headers = {REQUEST_ID_HEADER: f"probe-{i}-{j}"}
+            for model, j in (("probe", 0), ("probe", 1), ("cold", 0)):
+                # probe: one request on a cold model, one on a warm one; then a start-up
+                body = request_body(model, 100 + 50 * j, 20 + 10 * i, False)
+                headers = {REQUEST_ID_HEADER: f"{model}-{i}-{j}"}
                 async with session.post(
                     url + "/v1/chat/completions", data=body, headers=headers
                 ) as response:
                     await response.read()
-            async with session.post(url + "/api/models/unload/probe") as response:
+            async with session.post(url + "/api/models/unload") as response:
                 await response.read()
     records = read_log(log_path)
     requests, _, loads, unloads = collect_requests(records)
     serve = [
-        (r.done - r.grant) - PROBE_PROFILE.service_time(r.prompt_tokens, r.output_tokens)
+        (r.done - r.grant) - profiles[r.model].service_time(r.prompt_tokens, r.output_tokens)
         for r in requests
         if r.ok and r.done is not None and r.grant is not None
     ]
-    load_extra = [s - PROBE_PROFILE.load_time.value for s in loads.get("probe", [])]
+    after = [s - HIDDEN_LOAD for s in loads.get("probe", [])]
+    load_extra = max(0.0, statistics.median(after)) if after else 0.0
+    starts = loads.get("cold", [])
+    stops = unloads.get("probe", []) + unloads.get("cold", [])
     return Overheads(
-        load_extra=max(0.0, statistics.median(load_extra)) if load_extra else 0.0,
-        unload=statistics.median(unloads["probe"]) if unloads.get("probe") else 0.0,
+        load_extra=load_extra,
+        unload=statistics.median(stops) if stops else 0.0,
         serve_extra=max(0.0, statistics.median(serve)) if serve else 0.0,
         samples=len(serve),
+        start_up=max(0.0, statistics.median(starts) - load_extra) if starts else 0.0,
     )

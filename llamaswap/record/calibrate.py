@@ -54,6 +54,14 @@ class RequestRecord:
         return self.done is not None and self.grant is not None and self.status in (200, "ok")
 
 
+def _output_tokens(r: RequestRecord) -> int | None:
+    """Output tokens for the replay: 0 for a request that reported prompt tokens only (an
+    embedding), not the profile's default generation length."""
+    if r.output_tokens is None and r.ok and r.prompt_tokens is not None:
+        return 0
+    return r.output_tokens
+
+
 @dataclass
 class ModelFit:
     model: str
@@ -118,7 +126,7 @@ class Calibration:
                     "arrival": round(r.arrival - origin, 6),
                     "model": r.model,
                     "prompt_tokens": r.prompt_tokens,
-                    "output_tokens": r.output_tokens,
+                    "output_tokens": _output_tokens(r),
                     "service_time": None,
                     "cancel_after": cancel_after,
                 }
@@ -279,7 +287,9 @@ def service_samples(
     slots = slots or {}
     by_model: dict[str, list[RequestRecord]] = defaultdict(list)
     for r in requests:
-        if r.ok and r.prompt_tokens is not None and r.output_tokens is not None:
+        # An embedding reports prompt tokens only: it is a prefill with no output (fitted, so its
+        # replay is not instantaneous).
+        if r.ok and r.prompt_tokens is not None:
             by_model[r.model].append(r)
     rows: dict[str, list[ServiceSample]] = {}
     for model, served in by_model.items():

@@ -124,6 +124,10 @@ class EventLog:
         self._size = 0
 
 
+REQUIRED: dict[str, tuple[str, ...]] = {"arrival": ("id", "model"), "process": ("model", "to")}
+"""Keys a reader of the log relies on, per record kind (a log missing them is refused, by line)."""
+
+
 class LogReader:
     """Iterate records of a log (and its rotated backups, oldest first)."""
 
@@ -151,6 +155,12 @@ class LogReader:
                     if not isinstance(record, dict) or "ev" not in record:
                         raise ValueError(
                             f"{file}:{number}: not an event record (needs an 'ev' key)"
+                        )
+                    missing = [k for k in REQUIRED.get(record["ev"], ()) if k not in record]
+                    if missing:
+                        raise ValueError(
+                            f"{file}:{number}: a {record['ev']!r} record needs "
+                            + ", ".join(repr(k) for k in missing)
                         )
                     yield record
 
