@@ -324,8 +324,8 @@ def simulate_log(
     instead of the fitted formula, and each model's loads and stops take the durations they really
     took, in order. That leaves only the scheduling and the daemon's own timing to compare.
     """
-    from llamaswap.fidelity.simlog import ReplayedDurations, simulate_recorded
     from llamaswap.record.calibrate import TRACE_COLUMNS
+    from sim.eventlog import ReplayedDurations, simulate_recorded
     from sim.trace import read_trace
 
     view = upstream_serial_view(read_log(real_log))

@@ -148,7 +148,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from sim.scenario import ScenarioError, load_scenario, trace_from_file
 
     if args.from_log is not None:
-        from llamaswap.fidelity.replay import cmd_sim_from_log
+        from sim.replay import cmd_sim_from_log
 
         if args.scenario is not None or args.trace or args.ci or args.bless or args.check_golden:
             print("error: --from-log replaces SCENARIO, --trace and --ci", file=sys.stderr)
@@ -181,23 +181,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
     out = args.out or Path("reports") / scenario.name
     show_progress = not args.quiet and sys.stderr.isatty()
     with _progress(show_progress, err) as factory:
-        experiment = run_experiment(scenario, trace, args.schedulers, args.seed, factory)
+        experiment = run_experiment(
+            scenario, trace, args.schedulers, args.seed, factory, args.record_dir
+        )
     report = write_report(out, experiment.summary, experiment.records, trace, experiment.outcomes)
-    if args.record_dir is not None:
-        from llamaswap.fidelity.simlog import simulate_recorded
-
-        seed = scenario.seed if args.seed is None else args.seed
-        for name in experiment.summary["results"]:
-            variant = scenario.variant(name)
-            simulate_recorded(
-                variant.spec,
-                variant.scheduler,
-                trace,
-                scenario.profiles,
-                seed,
-                args.record_dir / name / "events.jsonl",
-                {"scenario": scenario.name},
-            )
     if not args.quiet:
         _print_table(console, experiment.summary)
         for o in experiment.outcomes:
@@ -305,7 +292,7 @@ def cmd_trace_import(args: argparse.Namespace) -> int:
 
 
 def cmd_trace_from_log(args: argparse.Namespace) -> int:
-    from llamaswap.fidelity.replay import cmd_trace_from_log as run
+    from sim.replay import cmd_trace_from_log as run
 
     return run(args)
 

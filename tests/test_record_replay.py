@@ -10,14 +10,14 @@ import pytest
 
 from llamaswap.cli import main
 from llamaswap.core.spec import GroupSpec, ModelSpec, RoutingSpec
-from llamaswap.fidelity.replay import log_metrics, observed_parallel, replay_inputs
-from llamaswap.fidelity.simlog import simulate_recorded
 from llamaswap.record import read_log
 from llamaswap.record.compare import compare, facts
 from llamaswap.record.meta import MetaError, spec_from_meta, spec_meta
 from llamaswap.record.usage import TAIL_BYTES, UsageTap, usage_of
 from llamaswap.timing import Distribution, TimingProfile
+from sim.eventlog import simulate_recorded
 from sim.metrics import summarize
+from sim.replay import log_metrics, observed_parallel, replay_inputs
 from sim.run import simulate
 from sim.synthetic import synthetic_trace
 
@@ -250,7 +250,7 @@ def test_arrivals_on_the_same_clock_tick_keep_the_logged_order() -> None:
 
 
 def test_parse_slots_reads_k_and_model_k_and_rejects_nonsense() -> None:
-    from llamaswap.fidelity.replay import parse_slots
+    from sim.replay import parse_slots
 
     assert parse_slots(["2", "b=1"], ["a", "b"]) == {"a": 2, "b": 1}
     assert parse_slots(None, ["a"]) == {}

@@ -25,11 +25,11 @@ import yaml
 
 from llamaswap.fidelity.live import LiveResult, fake_upstream_cmd, run_live
 from llamaswap.fidelity.probe import Overheads, measure_overheads
-from llamaswap.fidelity.simlog import simulate_recorded, trace_ids
 from llamaswap.record import read_log
 from llamaswap.record.calibrate import calibrate
 from llamaswap.record.compare import compare
 from llamaswap.timing import TimingProfile
+from sim.eventlog import simulate_recorded, trace_ids
 from sim.scenario import Scenario
 from sim.trace import Trace
 from sim.transforms import shift_to_zero, time_scale

@@ -196,8 +196,8 @@ def cmd_sim_from_log(args: Any) -> int:
     from rich.table import Table
 
     from llamaswap.core.policies import scheduler_names
-    from llamaswap.fidelity.simlog import simulate_recorded
     from llamaswap.record.meta import MetaError
+    from sim.eventlog import simulate_recorded
 
     try:
         spec, trace, profiles, calibration, records = replay_inputs(

@@ -1,0 +1,98 @@
+"""The client side of a run: arrivals and give-ups at their exact trace times, under one tie rule.
+
+The tie rule at equal timestamps, independent of the run's history:
+
+1. Server and core events first: loads finishing, processes exiting or crashing, services
+   completing, the core's timers (TTL, health deadline, maxWait) and the reports they cause. A
+   client event waits while anything else is due at its instant (``Environment.peek``), including
+   what an earlier client event of the same instant set off.
+2. Then client events, in trace order of the request they concern; a request's arrival comes
+   before its own give-up (``cancel_after: 0`` gives up right after arriving).
+
+Before this rule an arrival was scheduled when the previous one fired, so whether an arrival at
+``t`` ran before a completion at ``t`` depended on when the previous arrival happened (an
+unrelated request could flip it). The daemon has no "right" order for such ties (its event loop
+decides); the simulator's is this one, documented in ``docs/design.md``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import simpy
+
+from llamaswap.core.request import Request
+from sim.host import SimHost, call_at
+
+PROGRESS_EVERY = 8192
+_ARRIVE, _GIVE_UP = 0, 1
+
+
+class ClientAgenda:
+    """Feeds ``host`` the trace's arrivals and give-ups; one wake-up is pending at a time."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        host: SimHost,
+        arrivals: Sequence[float],
+        models: Sequence[str],
+        cancel_after: Sequence[float],
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.env = env
+        self.host = host
+        self._arrivals = arrivals
+        self._models = models
+        self._cancel = cancel_after
+        self._progress = progress
+        self._next = 0
+        """Trace position of the next arrival."""
+        self._give_ups: list[tuple[float, int, Request]] = []
+        """Heap of (time, trace position, request) of the pending give-ups."""
+
+    def start(self) -> None:
+        if self._arrivals:
+            call_at(self.env, self._arrivals[0], None, self._wake)
+
+    def _due(self) -> tuple[float, int, int]:
+        """(time, trace position, kind) of the next client event."""
+        arrival = (
+            (self._arrivals[self._next], self._next, _ARRIVE)
+            if self._next < len(self._arrivals)
+            else (math.inf, 0, _ARRIVE)
+        )
+        if self._give_ups:
+            at, index, _ = self._give_ups[0]
+            return min(arrival, (at, index, _GIVE_UP))
+        return arrival
+
+    def _wake(self, _ev: Any) -> None:
+        env = self.env
+        now = env.now
+        while True:
+            when, index, kind = self._due()
+            if when > now:
+                break
+            if env.peek() <= now:  # rule 1: something else is due at this instant
+                env.timeout(0).callbacks.append(self._wake)
+                return
+            if kind == _ARRIVE:
+                self._arrive(index)
+            else:
+                self.host.give_up(heapq.heappop(self._give_ups)[2])
+        if when < math.inf:
+            call_at(env, when, None, self._wake)
+
+    def _arrive(self, index: int) -> None:
+        self._next = index + 1
+        request = self.host.arrive(index, self._models[index])
+        cancel = self._cancel[index]
+        if request is not None and cancel == cancel:  # not NaN: the client gives up then
+            when = self.env.now + cancel
+            heapq.heappush(self._give_ups, (when, index, request))
+        if self._progress is not None and not self._next % PROGRESS_EVERY:
+            self._progress(self._next)
