@@ -119,13 +119,24 @@ async def live_daemon(
     scheduler: str,
     out: Path,
 ) -> AsyncIterator[tuple[str, Path]]:
-    """A real ``llamaswap serve --record`` subprocess on a free port: yields (url, log path).
+    """:func:`recording_daemon` on the scenario's config with fake upstreams (see
+    :func:`daemon_config`): yields (url, log path)."""
+    async with recording_daemon(daemon_config(raw_config, profiles, scheduler), out) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def recording_daemon(
+    config: Mapping[str, Any], out: Path, env: Mapping[str, str] | None = None
+) -> AsyncIterator[tuple[str, Path]]:
+    """A real ``llamaswap serve --record`` subprocess on a free port running ``config`` (written
+    to ``out/daemon.yaml``): yields (url, log path ``out/real.jsonl``).
 
     On exit the daemon gets SIGTERM (drain, stop every upstream) and must exit 0.
     """
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "daemon.yaml"
-    config_path.write_text(yaml.safe_dump(daemon_config(raw_config, profiles, scheduler)))
+    config_path.write_text(yaml.safe_dump(dict(config)))
     log_path = out / "real.jsonl"
     for old in [log_path, *out.glob("real.jsonl.*")]:
         old.unlink(missing_ok=True)
@@ -137,6 +148,7 @@ async def live_daemon(
         stdout=stderr,
         stderr=stderr,
         start_new_session=True,
+        env=None if env is None else dict(env),
     )
     try:
         await _wait_healthy(url, proc, 30.0)
@@ -145,7 +157,7 @@ async def live_daemon(
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), 30.0)
+                await asyncio.wait_for(proc.wait(), 60.0)
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
