@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import simpy
 
 from llamaswap.core.request import Request
 from sim.host import SimHost, call_at
+from sim.trace import Trace
 
 PROGRESS_EVERY = 8192
 _ARRIVE, _GIVE_UP = 0, 1
@@ -38,17 +39,13 @@ class ClientAgenda:
         self,
         env: simpy.Environment,
         host: SimHost,
-        arrivals: Sequence[float],
-        models: Sequence[str],
-        cancel_after: Sequence[float],
+        trace: Trace,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        self.env = env
-        self.host = host
-        self._arrivals = arrivals
-        self._models = models
-        self._cancel = cancel_after
-        self._progress = progress
+        self.env, self.host, self._progress = env, host, progress
+        self._arrivals: list[float] = trace.arrival.tolist()
+        self._models = [trace.models[k] for k in trace.model.tolist()]
+        self._cancel: list[float] = trace.cancel_after.tolist()
         self._next = 0
         """Trace position of the next arrival."""
         self._give_ups: list[tuple[float, int, Request]] = []

@@ -50,11 +50,7 @@ def simulate(
     router = Router(dataclasses.replace(spec, scheduler=scheduler), host, clock)
     clock.sink = router.handle
     host.handle = router.handle
-    names = [trace.models[k] for k in trace.model.tolist()]
-    agenda = ClientAgenda(
-        env, host, trace.arrival.tolist(), names, trace.cancel_after.tolist(), progress
-    )
-    agenda.start()
+    ClientAgenda(env, host, trace, progress).start()
     env.run()
     if progress is not None:
         progress(len(trace))
