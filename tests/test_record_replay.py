@@ -260,3 +260,39 @@ def test_parse_slots_reads_k_and_model_k_and_rejects_nonsense() -> None:
         parse_slots(["0"], ["a"])
     with pytest.raises(ValueError, match="expected K or MODEL=K"):
         parse_slots(["a=x"], ["a"])
+
+
+def test_record_dir_logs_the_runs_the_summary_describes(tmp_path: Path) -> None:
+    """The log is a listener on the experiment's own runs: the same summary as without it, and
+    every logged completion at the recorded end time of that very run."""
+    from sim.experiment import run_experiment
+    from sim.scenario import load_scenario
+
+    root = Path(__file__).resolve().parents[1]
+    scenario = load_scenario(root / "scenarios" / "fidelity-synthetic.yaml")
+    trace = scenario.load_trace(ci=True)
+    plain = run_experiment(scenario, trace)
+    logged = run_experiment(scenario, trace, record_dir=tmp_path)
+    strip = {"sim_wall_seconds"}
+    for name, result in plain.summary["results"].items():
+        other = logged.summary["results"][name]
+        assert {k: v for k, v in other.items() if k not in strip} == {
+            k: v for k, v in result.items() if k not in strip
+        }
+        ends = {
+            r["id"]: r["t"]
+            for r in read_log(tmp_path / name / "events.jsonl")
+            if r["ev"] == "done" and r["status"] == 200
+        }
+        record = logged.records[name]
+        ids = (
+            [str(i) for i in trace.ids]
+            if trace.ids is not None
+            else [str(i) for i in range(len(trace))]
+        )
+        assert len(ends) == result["completed"] > 0
+        assert all(
+            ends[rid] == pytest.approx(record.end[i], abs=1e-6)
+            for i, rid in enumerate(ids)
+            if rid in ends
+        )
