@@ -29,7 +29,6 @@ from sim.host import SimHost, call_at
 from sim.trace import Trace
 
 PROGRESS_EVERY = 8192
-_ARRIVE, _GIVE_UP = 0, 1
 
 
 class ClientAgenda:
@@ -55,41 +54,31 @@ class ClientAgenda:
         if self._arrivals:
             call_at(self.env, self._arrivals[0], None, self._wake)
 
-    def _due(self) -> tuple[float, int, int]:
-        """(time, trace position, kind) of the next client event."""
-        arrival = (
-            (self._arrivals[self._next], self._next, _ARRIVE)
-            if self._next < len(self._arrivals)
-            else (math.inf, 0, _ARRIVE)
-        )
-        if self._give_ups:
-            at, index, _ = self._give_ups[0]
-            return min(arrival, (at, index, _GIVE_UP))
-        return arrival
-
     def _wake(self, _ev: Any) -> None:
-        env = self.env
+        env, host = self.env, self.host
         now = env.now
+        arrivals, give_ups = self._arrivals, self._give_ups
+        n = len(arrivals)
         while True:
-            when, index, kind = self._due()
+            i = self._next
+            when = arrivals[i] if i < n else math.inf
+            give_up = bool(give_ups) and give_ups[0][:2] < (when, i)  # an earlier request's
+            if give_up:
+                when = give_ups[0][0]
             if when > now:
                 break
             if env.peek() <= now:  # rule 1: something else is due at this instant
                 env.timeout(0).callbacks.append(self._wake)
                 return
-            if kind == _ARRIVE:
-                self._arrive(index)
-            else:
-                self.host.give_up(heapq.heappop(self._give_ups)[2])
+            if give_up:
+                host.give_up(heapq.heappop(give_ups)[2])
+                continue
+            self._next = i + 1
+            request = host.arrive(i, self._models[i])
+            cancel = self._cancel[i]
+            if request is not None and cancel == cancel:  # not NaN: the client gives up then
+                heapq.heappush(give_ups, (now + cancel, i, request))
+            if self._progress is not None and not self._next % PROGRESS_EVERY:
+                self._progress(self._next)
         if when < math.inf:
             call_at(env, when, None, self._wake)
-
-    def _arrive(self, index: int) -> None:
-        self._next = index + 1
-        request = self.host.arrive(index, self._models[index])
-        cancel = self._cancel[index]
-        if request is not None and cancel == cancel:  # not NaN: the client gives up then
-            when = self.env.now + cancel
-            heapq.heappush(self._give_ups, (when, index, request))
-        if self._progress is not None and not self._next % PROGRESS_EVERY:
-            self._progress(self._next)
