@@ -53,11 +53,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import yaml
 
 from llamaswap.daemon.testing import env_with_venv_on_path, free_port_block
-from llamaswap.fidelity.live import recording_daemon
+from llamaswap.fidelity.live import Outgoing, open_loop, recording_daemon
 from llamaswap.fidelity.plots import plot_real_fidelity
 from llamaswap.realmodel import gguf_path, llama_cpp_available
 from llamaswap.record import read_log
@@ -180,43 +179,39 @@ def bench_config(start_port: int, scheduler: str) -> dict[str, Any]:
 
 
 async def drive(base: str, workload: Sequence[Item], timeout: float) -> list[dict[str, Any]]:
-    """Open loop: every request leaves at its arrival time, whatever happened to the others."""
-    results: list[dict[str, Any]] = []
-    loop = asyncio.get_running_loop()
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
-    ) as session:
-        start = loop.time() + 0.5
-
-        async def one(item: Item) -> None:
-            await asyncio.sleep(max(0.0, start + item.arrival - loop.time()))
-            sent = loop.time()
-            body = {
-                "model": item.model,
-                "prompt": prompt_text(item),
-                "max_tokens": item.output_tokens,
-                "temperature": 0,
-            }
-            record: dict[str, Any] = {
-                "id": item.id,
-                "model": item.model,
-                "late": sent - start - item.arrival,
-            }
-            try:
-                async with session.post(
-                    base + "/v1/completions", json=body, headers={"X-Request-Id": item.id}
-                ) as response:
-                    payload = await response.read()
-                    record["status"] = response.status
-                    if response.status == 200:
-                        record["usage"] = json.loads(payload).get("usage")
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                record["status"] = f"error: {exc!r}"[:200]
-            record["latency"] = loop.time() - sent
-            results.append(record)
-
-        await asyncio.gather(*(one(item) for item in workload))
+    """The fidelity harness's open loop (``llamaswap.fidelity.live.open_loop``) on real prompts."""
+    outgoing = [
+        Outgoing(
+            item.arrival,
+            "/v1/completions",
+            json.dumps(
+                {
+                    "model": item.model,
+                    "prompt": prompt_text(item),
+                    "max_tokens": item.output_tokens,
+                    "temperature": 0,
+                }
+            ).encode(),
+            {"X-Request-Id": item.id, "Content-Type": "application/json"},
+        )
+        for item in workload
+    ]
+    answers, _ = await open_loop(
+        base, outgoing, max_connections=0, timeout=timeout, keep_bodies=True
+    )
+    results = []
+    for item, answer in zip(workload, answers, strict=True):
+        assert answer is not None  # no deadline: every request is answered or errs
+        record: dict[str, Any] = {
+            "id": item.id,
+            "model": item.model,
+            "late": answer.late,
+            "status": int(answer.status) if answer.status.isdigit() else answer.status,
+            "latency": answer.latency,
+        }
+        if answer.status == "200":
+            record["usage"] = json.loads(answer.body).get("usage")
+        results.append(record)
     return results
 
 
