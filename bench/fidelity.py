@@ -1,7 +1,7 @@
 """Fidelity benchmark: real daemon vs simulator on two scenarios, both schedulers.
 
 For each scenario (default: the synthetic one and the one built from the Azure LLM 2023 trace,
-read in place from /work/shared/traces/raw), runs ``llamaswap fidelity`` (overhead probe, real
+read in place from the shared directory, ``sim.shared``), runs ``llamaswap fidelity`` (overhead probe, real
 daemon with fake-upstream processes, simulator on the recorded and on the nominal arrivals,
 comparison), writes ``<out>/<scenario>/fidelity.{json,png}``, copies the figure to
 ``docs/figures/<scenario>.png`` and prints a Markdown table for the README/docs.

@@ -3,7 +3,8 @@
 For each scheduler (serial, fifo):
 
 1. Workload: ``--requests`` requests picked evenly over the hour of the Azure LLM inference 2023 traces
-   (read in place from ``/work/shared/traces/raw/azure-llm-2023``; the *code* service -> ``smollm2``,
+   (read in place from ``traces/raw/azure-llm-2023`` in the shared directory, ``sim.shared``; the
+   *code* service -> ``smollm2``,
    the *conversation* service -> ``smollm2-lite``), arrivals time-compressed into ``--duration``
    seconds, token counts scaled into the tiny model's context (prompt / 20, conversation output / 4,
    clamped). Prompts are real text of that many tokens with a unique head, so llama.cpp cannot reuse
@@ -16,7 +17,8 @@ For each scheduler (serial, fifo):
    warm-up of the first request on each fresh process), service noise and load-time samples, plus
    the canonical trace (real arrivals and real token counts).
 4. Simulate: the same trace, routing spec (from the log's meta) and calibrated profiles through the
-   simulator, which writes the same event log (``llamaswap.fidelity.simlog``); once per seed of
+   simulator, which writes the same event log (``sim.eventlog``; trace and profiles from the log as
+   ``sim.replay`` makes them); once per seed of
    ``--seeds`` (the calibrated run is random), and once as a *measured* replay (every request's
    real service time, every load and stop its real duration: deterministic).
 5. Compare: ``llamaswap.record.compare``: loads (swap count and model sequence), grant order, latency
@@ -41,9 +43,7 @@ import itertools
 import json
 import math
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,10 +53,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import yaml
 
-from llamaswap.daemon.testing import env_with_venv_on_path, free_port_block, serve_argv
+from llamaswap.daemon.testing import env_with_venv_on_path, free_port_block
+from llamaswap.fidelity.live import Outgoing, open_loop, recording_daemon
 from llamaswap.fidelity.plots import plot_real_fidelity
 from llamaswap.realmodel import gguf_path, llama_cpp_available
 from llamaswap.record import read_log
@@ -64,11 +64,15 @@ from llamaswap.record.calibrate import calibrate
 from llamaswap.record.compare import compare
 from llamaswap.record.meta import spec_from_meta
 from llamaswap.record.ties import near_ties
-from llamaswap.timing import TimingProfile
+from sim.eventlog import ReplayedDurations, simulate_recorded
+from sim.replay import calibrated_profiles, log_trace
+from sim.shared import shared_path
+from sim.trace import write_trace
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "config-llamacpp.yaml"
-AZURE = Path("/work/shared/traces/raw/azure-llm-2023")
+AZURE = "traces/raw/azure-llm-2023"
+"""Inside the shared directory (``sim.shared``)."""
 SERVICES = {"code": "smollm2", "conv": "smollm2-lite"}
 # (max prompt tokens, max output tokens) that fit each model's n_ctx with room for the unique head.
 LIMITS = {"smollm2": (600, 32), "smollm2-lite": (300, 32)}
@@ -124,7 +128,7 @@ def build_workload(requests: int, duration: float) -> list[Item]:
     """Evenly spaced picks from the merged code+conv hour, compressed into ``duration`` seconds."""
     rows: list[tuple[datetime, str, int, int]] = []
     for service in SERVICES:
-        path = AZURE / f"AzureLLMInferenceTrace_{service}.csv"
+        path = shared_path(f"{AZURE}/AzureLLMInferenceTrace_{service}.csv")
         with path.open(newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
                 stamp = datetime.fromisoformat(row["TIMESTAMP"][:26])
@@ -175,43 +179,39 @@ def bench_config(start_port: int, scheduler: str) -> dict[str, Any]:
 
 
 async def drive(base: str, workload: Sequence[Item], timeout: float) -> list[dict[str, Any]]:
-    """Open loop: every request leaves at its arrival time, whatever happened to the others."""
-    results: list[dict[str, Any]] = []
-    loop = asyncio.get_running_loop()
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
-    ) as session:
-        start = loop.time() + 0.5
-
-        async def one(item: Item) -> None:
-            await asyncio.sleep(max(0.0, start + item.arrival - loop.time()))
-            sent = loop.time()
-            body = {
-                "model": item.model,
-                "prompt": prompt_text(item),
-                "max_tokens": item.output_tokens,
-                "temperature": 0,
-            }
-            record: dict[str, Any] = {
-                "id": item.id,
-                "model": item.model,
-                "late": sent - start - item.arrival,
-            }
-            try:
-                async with session.post(
-                    base + "/v1/completions", json=body, headers={"X-Request-Id": item.id}
-                ) as response:
-                    payload = await response.read()
-                    record["status"] = response.status
-                    if response.status == 200:
-                        record["usage"] = json.loads(payload).get("usage")
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                record["status"] = f"error: {exc!r}"[:200]
-            record["latency"] = loop.time() - sent
-            results.append(record)
-
-        await asyncio.gather(*(one(item) for item in workload))
+    """The fidelity harness's open loop (``llamaswap.fidelity.live.open_loop``) on real prompts."""
+    outgoing = [
+        Outgoing(
+            item.arrival,
+            "/v1/completions",
+            json.dumps(
+                {
+                    "model": item.model,
+                    "prompt": prompt_text(item),
+                    "max_tokens": item.output_tokens,
+                    "temperature": 0,
+                }
+            ).encode(),
+            {"X-Request-Id": item.id, "Content-Type": "application/json"},
+        )
+        for item in workload
+    ]
+    answers, _ = await open_loop(
+        base, outgoing, max_connections=0, timeout=timeout, keep_bodies=True
+    )
+    results = []
+    for item, answer in zip(workload, answers, strict=True):
+        assert answer is not None  # no deadline: every request is answered or errs
+        record: dict[str, Any] = {
+            "id": item.id,
+            "model": item.model,
+            "late": answer.late,
+            "status": int(answer.status) if answer.status.isdigit() else answer.status,
+            "latency": answer.latency,
+        }
+        if answer.status == "200":
+            record["usage"] = json.loads(answer.body).get("usage")
+        results.append(record)
     return results
 
 
@@ -232,51 +232,14 @@ async def drive_and_sample(
         sampler.cancel()
 
 
-def run_real(workload: Sequence[Item], scheduler: str, out: Path, timeout: float) -> Path:
-    base_port = free_port_block(3)
-    config = out / "config.yaml"
-    config.write_text(yaml.safe_dump(bench_config(base_port + 1, scheduler), sort_keys=False))
-    log_path = out / "real.jsonl"
-    for old in [log_path, *out.glob("real.jsonl.*")]:
-        old.unlink(missing_ok=True)
-    with (out / "daemon.log").open("wb") as daemon_log:
-        daemon = subprocess.Popen(
-            serve_argv(config, base_port, "--record", str(log_path)),
-            stdout=daemon_log,
-            stderr=subprocess.STDOUT,
-            env=env_with_venv_on_path(),
-        )
-    base = f"http://127.0.0.1:{base_port}"
-    try:
-        wait_healthy(base, daemon)
-        results, load = asyncio.run(drive_and_sample(base, workload, timeout))
-        (out / "load.json").write_text(json.dumps([round(x, 2) for x in load]))
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+async def run_real(workload: Sequence[Item], scheduler: str, out: Path, timeout: float) -> Path:
+    """The fidelity harness's recording daemon (``llamaswap.fidelity.live``) on llama.cpp."""
+    config = bench_config(free_port_block(2), scheduler)
+    async with recording_daemon(config, out, env_with_venv_on_path()) as (base, log_path):
+        results, load = await drive_and_sample(base, workload, timeout)
+    (out / "load.json").write_text(json.dumps([round(x, 2) for x in load]))
     (out / "client.json").write_text(json.dumps(sorted(results, key=lambda r: r["id"]), indent=1))
     return log_path
-
-
-def wait_healthy(base: str, daemon: subprocess.Popen[bytes]) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if daemon.poll() is not None:
-            raise SystemExit(f"daemon exited with {daemon.returncode}; see its log")
-        try:
-            with urllib.request.urlopen(base + "/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit("daemon not healthy within 30 s")
 
 
 # ------------------------------------------------------------------------------------ sim + compare
@@ -324,10 +287,6 @@ def simulate_log(
     instead of the fitted formula, and each model's loads and stops take the durations they really
     took, in order. That leaves only the scheduling and the daemon's own timing to compare.
     """
-    from llamaswap.fidelity.simlog import ReplayedDurations, simulate_recorded
-    from llamaswap.record.calibrate import TRACE_COLUMNS
-    from sim.trace import read_trace
-
     view = upstream_serial_view(read_log(real_log))
     calibration = calibrate(view)
     rows = calibration.trace_rows()
@@ -340,17 +299,9 @@ def simulate_log(
         for row in rows:
             row["service_time"] = round(service[row["id"]], 6) if row["id"] in service else None
     suffix = "-measured" if measured else ""
-    trace_path = out / f"trace{suffix}.csv"
-    with trace_path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=TRACE_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    trace = read_trace(trace_path)
-    profiles = {
-        model: TimingProfile.parse(profile, f"calibrated {model}")
-        for model, profile in calibration.timing().items()
-    }
+    trace = log_trace(calibration, rows)
+    write_trace(trace, out / f"trace{suffix}.csv")
+    profiles = calibrated_profiles(calibration, {})
     if measured:
         profiles = {
             model: dataclasses.replace(
@@ -549,7 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workload = build_workload(args.requests, args.duration)
     summary: dict[str, Any] = {
         "workload": {
-            "source": str(AZURE),
+            "source": str(shared_path(AZURE)),
             "requests": len(workload),
             "duration": args.duration,
             "per_model": {m: sum(1 for i in workload if i.model == m) for m in LIMITS},
@@ -568,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"[{scheduler}] real run: {len(workload)} requests over {args.duration:.0f} s ..."
             )
-            run_real(workload, scheduler, out, args.timeout)
+            asyncio.run(run_real(workload, scheduler, out, args.timeout))
         real_wall = time.monotonic() - started
         real_records = read_log(out / "real.jsonl")
         sim_log, fits = simulate_log(out / "real.jsonl", scheduler, out, args.seed)

@@ -1,6 +1,6 @@
-"""Regenerate the whole scheduler evaluation of issue 6 with one command::
+"""Regenerate the whole scheduler evaluation of issue 6 with one command (from the checkout)::
 
-    .venv/bin/python eval/run_evaluation.py            # about a minute on 2 cores
+    .venv/bin/python -m eval.run_evaluation            # about a minute on 2 cores
 
 Runs ``serial``, ``fifo`` and ``batch-aging`` (with its documented defaults, and with ``slots``
 set to the upstream's parallel slots: planned switches) through the SimPy
@@ -28,14 +28,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import deadline_reference as dref
-import workloads as wl
-
+from eval import deadline_reference as dref
+from eval import workloads as wl
 from llamaswap.core.batch_aging import DEFAULTS as BATCH_AGING_DEFAULTS
 from llamaswap.timing import Distribution
 from sim.metrics import summarize
 from sim.run import simulate
+from sim.shared import SharedDirMissingError, shared_path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOADS = (0.3, 0.5, 0.7, 0.9)
@@ -523,8 +522,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "evaluation.md")
     args = parser.parse_args(argv)
-    if not wl.RAW.is_dir():
-        print(f"error: the real traces are not at {wl.RAW}", file=sys.stderr)
+    try:
+        shared_path("traces/raw")
+    except SharedDirMissingError as exc:
+        print(f"error: the real traces are needed: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
     results = run_all(quick=args.quick)

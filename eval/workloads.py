@@ -19,11 +19,12 @@ import numpy as np
 from llamaswap.core.spec import ModelSpec, RoutingSpec
 from llamaswap.timing import Distribution, TimingProfile
 from sim.importers import import_alibaba, import_azure, import_mooncake, import_servegen
+from sim.shared import CHECKOUT, shared_dir
 from sim.trace import Trace
 from sim.transforms import superpose, time_scale, top_n, window
 
-RAW = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "raw"
-"""``../shared/traces/raw`` next to the checkout (read in place, never copied)."""
+RAW = (shared_dir() or CHECKOUT.parent / "shared") / "traces" / "raw"
+"""``traces/raw`` in the shared directory (``sim.shared``; read in place, never copied)."""
 
 ADMISSION_LIMIT = 100_000
 """No 429s in the evaluation: a rejected request would hide latency instead of measuring it."""

@@ -243,7 +243,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from sim.scenario import ScenarioError, load_scenario, trace_from_file
 
     if args.from_log is not None:
-        from llamaswap.fidelity.replay import cmd_sim_from_log
+        from sim.replay import cmd_sim_from_log
 
         if args.scenario is not None or args.trace or args.ci or args.bless or args.check_golden:
             print("error: --from-log replaces SCENARIO, --trace and --ci", file=sys.stderr)
@@ -290,26 +290,13 @@ def cmd_sim(args: argparse.Namespace) -> int:
     show_progress = not args.quiet and sys.stderr.isatty()
     try:
         with _progress(show_progress, err) as factory:
-            experiment = run_experiment(scenario, trace, args.schedulers, args.seed, factory)
+            experiment = run_experiment(
+                scenario, trace, args.schedulers, args.seed, factory, args.record_dir
+            )
     except ExpectError as exc:
         print(f"error: {args.scenario}: expect: {exc}", file=sys.stderr)
         return 2
     report = write_report(out, experiment.summary, experiment.records, trace, experiment.outcomes)
-    if args.record_dir is not None:
-        from llamaswap.fidelity.simlog import simulate_recorded
-
-        seed = scenario.seed if args.seed is None else args.seed
-        for name in experiment.summary["results"]:
-            variant = scenario.variant(name)
-            simulate_recorded(
-                variant.spec,
-                variant.scheduler,
-                trace,
-                scenario.profiles,
-                seed,
-                args.record_dir / name / "events.jsonl",
-                {"scenario": scenario.name},
-            )
     if not args.quiet:
         print_table(console, experiment.summary, wide=args.wide)
     _print_outcomes(console, experiment.outcomes, failures_only=args.quiet)
@@ -473,7 +460,7 @@ def cmd_trace_import(args: argparse.Namespace) -> int:
 
 
 def cmd_trace_from_log(args: argparse.Namespace) -> int:
-    from llamaswap.fidelity.replay import cmd_trace_from_log as run
+    from sim.replay import cmd_trace_from_log as run
 
     if _missing(args.file, "event log file"):
         return 2

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from sim.eventlog import event_log
 from sim.expect import Outcome, evaluate_all
 from sim.host import SimRecord
 from sim.metrics import summarize
@@ -34,7 +37,10 @@ def run_experiment(
     schedulers: Sequence[str] | None = None,
     seed: int | None = None,
     progress: ProgressFactory | None = None,
+    record_dir: Path | None = None,
 ) -> Experiment:
+    """``record_dir``: also write each run's event log to ``record_dir/<label>/events.jsonl`` (the
+    same runs the summary describes, not a second simulation)."""
     seed = scenario.seed if seed is None else seed
     names = list(schedulers or scenario.schedulers)
     stats = trace_stats(trace)
@@ -45,9 +51,22 @@ def run_experiment(
     for name in names:
         callback = progress(name, len(trace)) if progress is not None else None
         variant = scenario.variant(name)
-        record, wall = simulate(
-            variant.spec, variant.scheduler, trace, scenario.profiles, seed, callback
+        log = (
+            nullcontext(None)
+            if record_dir is None
+            else event_log(
+                record_dir / name / "events.jsonl",
+                variant.spec,
+                variant.scheduler,
+                trace,
+                seed,
+                {"scenario": scenario.name},
+            )
         )
+        with log as hooks:
+            record, wall = simulate(
+                variant.spec, variant.scheduler, trace, scenario.profiles, seed, callback, hooks
+            )
         records[name] = record
         results[name] = summarize(record, trace, wall)
     summary = {

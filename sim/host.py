@@ -4,6 +4,11 @@ Nothing here decides anything: the router decides who is served, what loads and 
 this module only makes time pass (load, unload, service, crash) and reports what happened. Per-request
 state lives in flat arrays indexed by trace position (``Request.id``), so the hot path allocates
 little beyond the core's own event objects.
+
+Extending a run (writing the daemon's event log, replaying measured stops) goes through two
+documented seams, never through subclassing: :class:`SimHooks` is told every request milestone, and
+``stop_time`` replaces the profile's unload time. SimPy's public API is used
+(``Environment.timeout``/``now``/``peek``) except in one documented place, :func:`call_at`.
 """
 
 from __future__ import annotations
@@ -61,23 +66,28 @@ class _Timer:
             self.sink(self.event)
 
 
-class At(simpy.Event):
-    """An event at an absolute simulated time.
+def call_at(
+    env: simpy.Environment, when: float, value: Any, callback: Callable[[Any], None]
+) -> None:
+    """Run ``callback(event)`` at exactly ``when`` (``event.value`` is ``value``; now if past).
 
-    A ``Timeout(when - now)`` fires at ``now + (when - now)``, which can miss ``when`` by one ulp;
-    then a request could start "before" it arrived, or a TTL timer fire just before its deadline.
-    SimPy has no absolute scheduling, so this pushes onto its queue directly (SimPy 4 internals,
-    pinned ``<5`` in pyproject).
+    SimPy schedules relative to now, and ``now + (when - now)`` can miss ``when`` by one ulp, and
+    no other float delay need hit it (round-half-even can skip it): then a request would start
+    "before" it arrived, or a TTL timer fire just before its deadline. So: public API
+    (``env.timeout``) whenever the delay lands; otherwise, the one exception in the simulator, the
+    event goes onto SimPy's queue at ``when`` directly. That relies on SimPy 4.1's private queue
+    layout ``(time, priority, id, event)``, so pyproject pins ``simpy>=4.1,<4.2``;
+    ``tests/test_sim.py::test_arrivals_happen_at_their_exact_trace_time`` guards it.
     """
-
-    def __init__(
-        self, env: simpy.Environment, when: float, value: Any, callback: Callable[[Any], None]
-    ) -> None:
-        self.env = env
-        self.callbacks = [callback]
-        self._value = value
-        self._ok = True
-        heappush(env._queue, (max(when, env._now), NORMAL, next(env._eid), self))
+    now = env.now
+    delay = when - now
+    if delay <= 0 or now + delay == when:
+        env.timeout(max(delay, 0.0), value).callbacks.append(callback)
+        return
+    event = simpy.Event(env)
+    event.callbacks.append(callback)
+    event._ok, event._value = True, value  # triggered, as Timeout.__init__ does
+    heappush(env._queue, (when, NORMAL, next(env._eid), event))
 
 
 class SimClock:
@@ -88,16 +98,46 @@ class SimClock:
         self.sink: Callable[[object], None] = _no_sink
 
     def now(self) -> float:
-        return self.env._now  # the property costs a call per read on the hot path
+        return self.env.now
 
     def call_at(self, when: float, event: object) -> _Timer:
         timer = _Timer(event, self.sink)
-        At(self.env, when, None, timer.fire)
+        call_at(self.env, when, None, timer.fire)
         return timer
 
 
 def _no_sink(event: object) -> None:
     raise RuntimeError("SimClock.sink is not connected to a router")
+
+
+class SimHooks:
+    """What a run tells a listener, request by request (override any; each default does nothing).
+
+    This is the simulator's only extension seam for watching a run (``sim.eventlog`` writes the
+    daemon's event log through it). ``index`` is the request's trace position and ``at`` the
+    simulated time; hooks must not call back into the host or the router.
+    """
+
+    def arrived(self, index: int, model: str, at: float) -> None:
+        """The client sent the request (before the router sees it)."""
+
+    def started(self, index: int, profile: TimingProfile, at: float, cold: bool) -> None:
+        """A server slot began serving it; ``cold``: it pays the fresh process's warm-up."""
+
+    def finished(self, index: int, profile: TimingProfile, at: float) -> None:
+        """It was served to the end."""
+
+    def rejected(self, index: int, kind: str, at: float) -> None:
+        """The core answered it with an error of ``kind`` (an ``ErrorKind`` value)."""
+
+    def aborted(self, index: int, reason: str, at: float) -> None:
+        """Its process died while it was granted (served or waiting for a slot)."""
+
+    def cancelled(self, index: int, at: float) -> None:
+        """The client gave up while it still waited."""
+
+    def observed(self, observation: object) -> None:
+        """Every core observation (``llamaswap.core.observe``), after the host's own accounting."""
 
 
 @dataclass
@@ -135,10 +175,16 @@ class SimHost:
         prompt_tokens: Sequence[int],
         output_tokens: Sequence[int],
         service_time: Sequence[float],
+        hooks: SimHooks | None = None,
+        stop_time: Callable[[str], float] | None = None,
     ) -> None:
+        """``hooks``: told every request milestone; ``stop_time(model)``: seconds from a graceful
+        stop to the exit, instead of the profile's ``unload_time`` (a replay of measured stops)."""
         self.env = env
         self.handle: Callable[[object], None] = _no_sink
         self.profiles = profiles
+        self.hooks = hooks
+        self._stop_time = stop_time
         self._prompt = prompt_tokens
         self._output = output_tokens
         self._service = service_time
@@ -174,7 +220,7 @@ class SimHost:
     # ------------------------------------------------------------------ busy-time accounting
 
     def _tick(self) -> None:
-        now = self.env._now
+        now = self.env.now
         dt = now - self._last
         if dt > 0:
             rec = self.record
@@ -224,12 +270,9 @@ class SimHost:
         if self._alive.get(model) != generation or key in self._terminating:
             return
         self._terminating.add(key)
-        delay = self._unload_delay(model)
+        stop_time = self._stop_time
+        delay = self.profiles[model].unload_time if stop_time is None else stop_time(model)
         self.env.timeout(delay, (model, generation, "terminated")).callbacks.append(self._exited)
-
-    def _unload_delay(self, model: str) -> float:
-        """Seconds from the graceful stop to the exit (a replay of measured stops overrides it)."""
-        return self.profiles[model].unload_time
 
     def kill(self, model: str, generation: int) -> None:
         if self._alive.get(model) == generation:
@@ -284,6 +327,7 @@ class SimHost:
         if first:
             self._warm[model] = generation
         service = self._service[i]
+        cold = False
         if service != service:  # NaN: not given by the trace
             prompt = self._prompt[i]
             output = self._output[i]
@@ -293,6 +337,8 @@ class SimHost:
             service = profile.service_time(
                 None if prompt < 0 else prompt, None if output < 0 else output, cold
             ) * profile.noise_factor(self._rng_noise[model])
+        if self.hooks is not None:
+            self.hooks.started(i, profile, env.now, cold)
         self._serving[model][request] = generation
         if profile.crash_rate > 0:
             crash_in = self._rng_crash[model].expovariate(profile.crash_rate)
@@ -309,6 +355,8 @@ class SimHost:
         rec = self.record
         rec.end[i] = self.env.now
         rec.status[i] = OK
+        if self.hooks is not None:
+            self.hooks.finished(i, self.profiles[model], rec.end[i])
         self._release(model)
         self.handle(ServeDone(request))
 
@@ -329,6 +377,8 @@ class SimHost:
         rec.status[i] = REJECTED if error.kind in _REJECT_KINDS else ERROR
         rec.end[i] = self.env.now
         rec.error[i] = error.kind.value
+        if self.hooks is not None:
+            self.hooks.rejected(i, error.kind.value, rec.end[i])
 
     def abort_serving(self, model: str, reason: str) -> None:
         """The process died: every request granted to it fails, each reports ServeDone."""
@@ -343,11 +393,14 @@ class SimHost:
         self._free[model] += in_service
         self._granted -= len(victims)
         kind = ErrorKind.UPSTREAM_CRASHED.value
+        hooks = self.hooks
         for request in victims:
             i: int = request.id  # type: ignore[assignment]
             rec.status[i] = ERROR
             rec.end[i] = now
             rec.error[i] = kind
+            if hooks is not None:
+                hooks.aborted(i, reason, now)
             self._defer(ServeDone(request, error=reason))
 
     def queue_changed(self, queue: Sequence[Request]) -> None:
@@ -371,6 +424,8 @@ class SimHost:
             self._on_state(observation)  # type: ignore[arg-type]
         elif kind is SwapStarted:
             self._last_evict[observation.model] = observation.evict  # type: ignore[attr-defined]
+        if self.hooks is not None:
+            self.hooks.observed(observation)
 
     def _on_state(self, obs: ProcessStateChanged) -> None:
         old, new = obs.old, obs.new
@@ -393,21 +448,26 @@ class SimHost:
                 row[4] = int(new == "ready")
 
     # ------------------------------------------------------------------ client side
+    # Called by ``sim.agenda.ClientAgenda``, which owns when (and in which order) they happen.
 
-    def arrive(self, index: int, model: str, cancel_after: float) -> None:
+    def arrive(self, index: int, model: str) -> Request | None:
+        """The client sends request ``index``; returns it if it still waits afterwards."""
+        if self.hooks is not None:
+            self.hooks.arrived(index, model, self.env.now)
         request = Request(index, model)
         self.handle(RequestArrived(request))
-        if cancel_after == cancel_after and self.record.status[index] == PENDING:
-            self.env.timeout(cancel_after, request).callbacks.append(self._give_up)
+        return request if self.record.status[index] == PENDING else None
 
-    def _give_up(self, ev: Any) -> None:
-        request: Request = ev.value
+    def give_up(self, request: Request) -> None:
+        """The client stops waiting; a no-op once the request was granted or answered."""
         i: int = request.id  # type: ignore[assignment]
         rec = self.record
         if rec.status[i] != PENDING:
-            return  # already granted or answered: cancelling is a no-op
+            return
         rec.status[i] = CANCELLED
         rec.end[i] = self.env.now
+        if self.hooks is not None:
+            self.hooks.cancelled(i, rec.end[i])
         self.handle(RequestCancelled(request))
 
     def finish(self, events: int) -> SimRecord:

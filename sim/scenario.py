@@ -20,11 +20,13 @@ config's ``routing.scheduler.settings`` for it. Variants let one scenario compar
 the same policy (say ``batch-aging`` with and without ``slots``); each is validated like a config.
 
 Relative trace paths are resolved against the repository root (the scenario directory's parent),
-then the scenario directory, then the working directory.
+then the scenario directory, then the working directory; ``../shared/...`` is then looked up with
+:mod:`sim.shared` (which also finds the shared directory from a git worktree).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 from collections.abc import Mapping, Sequence
@@ -40,6 +42,7 @@ from llamaswap.core.spec import RoutingSpec
 from llamaswap.timing import TimingError, TimingProfile
 from sim.importers import import_trace
 from sim.routing import RoutingConfigError, routing_spec
+from sim.shared import SharedDirMissingError, shared_path, shared_relative
 from sim.synthetic import synthetic_trace
 from sim.trace import Trace, TraceError, read_trace
 from sim.transforms import apply_transforms, superpose
@@ -185,7 +188,8 @@ class Scenario:
 
 
 def resolve_path(scenario: Path, name: str) -> Path:
-    """Repository root (the scenario directory's parent), then the scenario directory, then cwd."""
+    """Repository root (the scenario directory's parent), then the scenario directory, then cwd,
+    then (for ``../shared/...``) the shared directory :mod:`sim.shared` finds."""
     path = Path(name)
     if path.is_absolute():
         return path
@@ -193,6 +197,10 @@ def resolve_path(scenario: Path, name: str) -> Path:
     for candidate in (base.parent / path, base / path, Path.cwd() / path):
         if candidate.exists():
             return candidate
+    inside = shared_relative(name)
+    if inside is not None:
+        with contextlib.suppress(SharedDirMissingError):
+            return shared_path(inside, checkout=base.parent)
     return base.parent / path
 
 

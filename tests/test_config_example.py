@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from llamaswap.config import load_config
+from sim.shared import SharedDirMissingError, shared_path
 
 EXAMPLE_NAME = "reference/llama-swap-config.example.yaml"
-CANDIDATES = [Path(__file__).resolve().parents[2] / "shared", Path("/work/shared")]
 ENV = {
     "HOME": "/home/op",
     "API_KEY_1": "sk-one",
@@ -19,12 +19,10 @@ ENV = {
 
 
 def _example() -> Path:
-    for base in CANDIDATES:
-        if (base / EXAMPLE_NAME).is_file():
-            return base / EXAMPLE_NAME
-    pytest.skip(
-        f"{EXAMPLE_NAME} not found beside the checkout or in /work/shared (CI without ../shared)"
-    )
+    try:
+        return shared_path(EXAMPLE_NAME)
+    except SharedDirMissingError as exc:
+        pytest.skip(f"{EXAMPLE_NAME} not available (CI without ../shared): {exc}")
 
 
 def test_example_config_loads_with_warnings_only() -> None:

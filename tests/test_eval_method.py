@@ -3,19 +3,14 @@ the swap-budget floor, on small synthetic traces (the real traces are not needed
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
-import deadline_reference as dref
-import run_evaluation as rv
-import workloads as wl
-
+from eval import deadline_reference as dref
+from eval import run_evaluation as rv
+from eval import workloads as wl
 from llamaswap.timing import Distribution, TimingProfile
 from sim.trace import Trace
 

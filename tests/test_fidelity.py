@@ -83,3 +83,45 @@ def test_overheads_hide_start_up_inside_longer_loads() -> None:
         profile = TimingProfile(load_time=Distribution("constant", load))
         assert overheads.apply(profile).load_time.value == pytest.approx(expected)
     assert overheads.as_dict()["start_up"] == 0.6
+
+
+async def test_open_loop_answers_in_order_and_cancels_what_outlives_the_deadline() -> None:
+    """The harness's client (also bench/real_fidelity.py's) against a real HTTP server on
+    127.0.0.1: answers in send order with their bodies; a request still open at the deadline is
+    cancelled and counted, not answered."""
+    import asyncio
+
+    from aiohttp import web
+
+    from llamaswap.fidelity.live import Outgoing, open_loop
+
+    never = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.path == "/slow":
+            await never.wait()
+        return web.Response(text=request.headers["X-Id"])
+
+    app = web.Application()
+    app.router.add_post("/{name}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        outgoing = [
+            Outgoing(0.0, "/fast", b"{}", {"X-Id": "a"}),
+            Outgoing(0.05, "/slow", b"{}", {"X-Id": "b"}),
+            Outgoing(0.1, "/fast", b"{}", {"X-Id": "c"}),
+        ]
+        answers, cancelled = await open_loop(
+            f"http://{host}:{port}", outgoing, deadline=0.5, keep_bodies=True
+        )
+    finally:
+        await runner.cleanup()
+    assert cancelled == 1 and answers[1] is None
+    first, last = answers[0], answers[2]
+    assert first is not None and last is not None
+    assert (first.status, first.body, last.status, last.body) == ("200", b"a", "200", b"c")
+    assert first.late >= 0.0 and last.late >= 0.0 and first.latency > 0.0

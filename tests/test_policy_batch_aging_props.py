@@ -2,15 +2,13 @@
 
 The world plays the host: processes become ready ``load`` seconds after a spawn (or fail), exit a
 moment after a terminate, and each granted request finishes after its own service time (unbounded
-parallel slots, so "one batch's service time" is the longest single request). No sleeps: time is
-the manual clock, advanced from one due event to the next.
+parallel slots, so "one batch's service time" is the longest single request). No sleeps and no
+event loop of its own: the world's events are timers on the core's ``ManualClock``, next to the
+router's, and the clock fires them one by one in time order.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import math
 from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -92,16 +90,15 @@ class World:
         self.clock = ManualClock()
         self.router = Router(self.spec, self.host, self.clock)
         self.host.router = self.router
-        self.clock.sink = self.router.handle
-        self._heap: list[tuple[float, int, object]] = []
-        self._seq = itertools.count()
+        self.clock.sink = self._deliver
         self._seen = {"spawned": 0, "terminated": 0, "killed": 0, "granted": 0}
         self.requests: dict[Hashable, Request] = {}
         self.jobs: dict[Hashable, Job] = {}
         self.granted_at: dict[Hashable, float] = {}
 
     def at(self, when: float, event: object) -> None:
-        heapq.heappush(self._heap, (when, next(self._seq), event))
+        """A world event at ``when``: a timer on the same clock as the router's own."""
+        self.clock.call_at(when, event)
 
     def submit(self, job: Job) -> None:
         request = Request(job.rid, job.model)
@@ -147,21 +144,11 @@ class World:
         else:
             self.router.handle(event)
 
-    def run(self, until: float = math.inf, max_steps: int = 20_000) -> None:
+    def run(self, max_steps: int = 20_000) -> None:
         for _ in range(max_steps):
             self._react()
-            world_next = self._heap[0][0] if self._heap else math.inf
-            timer_next = self.clock.next_deadline()
-            timer_next = math.inf if timer_next is None else timer_next
-            when = min(world_next, timer_next)
-            if when == math.inf or when > until:
+            if not self.clock.fire_next():
                 return
-            if timer_next <= world_next:
-                self.clock.fire_next()
-            else:
-                self.clock.advance_to(when)
-                _, _, event = heapq.heappop(self._heap)
-                self._deliver(event)
         raise AssertionError("world did not finish within its step budget")
 
 

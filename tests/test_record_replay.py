@@ -10,14 +10,14 @@ import pytest
 
 from llamaswap.cli import main
 from llamaswap.core.spec import GroupSpec, ModelSpec, RoutingSpec
-from llamaswap.fidelity.replay import log_metrics, observed_parallel, replay_inputs
-from llamaswap.fidelity.simlog import simulate_recorded
 from llamaswap.record import read_log
 from llamaswap.record.compare import compare, facts
 from llamaswap.record.meta import MetaError, spec_from_meta, spec_meta
 from llamaswap.record.usage import TAIL_BYTES, UsageTap, usage_of
 from llamaswap.timing import Distribution, TimingProfile
+from sim.eventlog import simulate_recorded
 from sim.metrics import summarize
+from sim.replay import log_metrics, observed_parallel, replay_inputs
 from sim.run import simulate
 from sim.synthetic import synthetic_trace
 
@@ -256,7 +256,7 @@ def test_arrivals_on_the_same_clock_tick_keep_the_logged_order() -> None:
 
 
 def test_parse_slots_reads_k_and_model_k_and_rejects_nonsense() -> None:
-    from llamaswap.fidelity.replay import parse_slots
+    from sim.replay import parse_slots
 
     assert parse_slots(["2", "b=1"], ["a", "b"]) == {"a": 2, "b": 1}
     assert parse_slots(None, ["a"]) == {}
@@ -294,3 +294,39 @@ def test_embeddings_are_fitted_as_prefill_only() -> None:
     assert fit.prefill_tps == pytest.approx(5000, rel=1e-6)
     assert fit.ttft_overhead == pytest.approx(0.01, abs=1e-6)
     assert {r["output_tokens"] for r in calibration.trace_rows()} == {0}
+
+
+def test_record_dir_logs_the_runs_the_summary_describes(tmp_path: Path) -> None:
+    """The log is a listener on the experiment's own runs: the same summary as without it, and
+    every logged completion at the recorded end time of that very run."""
+    from sim.experiment import run_experiment
+    from sim.scenario import load_scenario
+
+    root = Path(__file__).resolve().parents[1]
+    scenario = load_scenario(root / "scenarios" / "fidelity-synthetic.yaml")
+    trace = scenario.load_trace(ci=True)
+    plain = run_experiment(scenario, trace)
+    logged = run_experiment(scenario, trace, record_dir=tmp_path)
+    strip = {"sim_wall_seconds"}
+    for name, result in plain.summary["results"].items():
+        other = logged.summary["results"][name]
+        assert {k: v for k, v in other.items() if k not in strip} == {
+            k: v for k, v in result.items() if k not in strip
+        }
+        ends = {
+            r["id"]: r["t"]
+            for r in read_log(tmp_path / name / "events.jsonl")
+            if r["ev"] == "done" and r["status"] == 200
+        }
+        record = logged.records[name]
+        ids = (
+            [str(i) for i in trace.ids]
+            if trace.ids is not None
+            else [str(i) for i in range(len(trace))]
+        )
+        assert len(ends) == result["completed"] > 0
+        assert all(
+            ends[rid] == pytest.approx(record.end[i], abs=1e-6)
+            for i, rid in enumerate(ids)
+            if rid in ends
+        )

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from llamaswap.core.spec import ModelSpec, RoutingSpec
-from llamaswap.fidelity.simlog import simulate_recorded
 from llamaswap.record import read_log
 from llamaswap.record.calibrate import (
     calibrate,
@@ -17,6 +16,7 @@ from llamaswap.record.calibrate import (
     service_samples,
 )
 from llamaswap.timing import Distribution, TimingError, TimingProfile
+from sim.eventlog import simulate_recorded
 from sim.trace import Trace
 
 PREFILL, DECODE, WARM = 500.0, 50.0, 0.08

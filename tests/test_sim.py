@@ -294,19 +294,18 @@ def test_sim_with_trace_override(tmp_path: Path) -> None:
     assert summary["results"]["serial"]["completed"] == 2
 
 
-def test_host_factory_lets_a_subclass_watch_the_run() -> None:
-    from sim.host import SimHost
+def test_hooks_let_a_listener_watch_the_run() -> None:
+    from sim.host import SimHooks
 
     seen: list[str] = []
 
-    class Watching(SimHost):
-        def arrive(self, index: int, model: str, cancel_after: float) -> None:
+    class Watching(SimHooks):
+        def arrived(self, index: int, model: str, at: float) -> None:
             seen.append(model)
-            super().arrive(index, model, cancel_after)
 
     trace = Trace.build([0.0, 1.0], ["A", "B"], service_time=[1.0, 1.0])
     spec = RoutingSpec(models={m: ModelSpec(m) for m in "AB"})
-    record, _ = simulate(spec, "fifo", trace, {}, seed=1, host_factory=Watching)
+    record, _ = simulate(spec, "fifo", trace, {}, seed=1, hooks=Watching())
     assert seen == ["A", "B"] and list(record.status) == [OK, OK]
 
 
@@ -359,3 +358,58 @@ def test_arrivals_happen_at_their_exact_trace_time() -> None:
     record, summary = run(trace, "serial", load_time=0.0)
     assert list(record.start) == arrival
     assert summary["wait"]["p50"] == 0.0
+
+
+# ---------------------------------------------------------------------- the tie rule
+
+
+def _tie_run(trace: Trace, scheduler: str) -> list[int]:
+    # A admits one request at a time (concurrencyLimit 1); C is independent of A (own group).
+    from llamaswap.core.spec import GroupSpec
+
+    spec = RoutingSpec(
+        models={"A": ModelSpec("A", concurrency_limit=1), "C": ModelSpec("C")},
+        groups=(GroupSpec("a", ("A",), exclusive=False), GroupSpec("c", ("C",), exclusive=False)),
+    )
+    record, _ = run(trace, scheduler, spec=spec, load_time=1.0)
+    return list(record.status)
+
+
+@pytest.mark.parametrize("scheduler", ["serial", "fifo", "batch-aging"])
+@pytest.mark.parametrize("unrelated", [False, True])
+def test_a_completion_runs_before_an_arrival_at_the_same_instant(
+    scheduler: str, unrelated: bool
+) -> None:
+    """A's first request loads 0..1 and is served 1..6; the second arrives at exactly 6. The
+    completion runs first, so the second is admitted (limit 1), with or without an unrelated
+    request for C in between. Before the tie rule the arrival was scheduled when the previous
+    arrival fired: at t=0 (before the completion, scheduled at t=1) it ran first and got 429;
+    after C's arrival at t=3 it ran second and was served."""
+    arrivals, models, service = [0.0, 6.0], ["A", "A"], [5.0, 1.0]
+    if unrelated:
+        arrivals, models, service = [0.0, 3.0, 6.0], ["A", "C", "A"], [5.0, 1.0, 1.0]
+    trace = Trace.build(arrivals, models, service_time=service)
+    assert _tie_run(trace, scheduler) == [OK] * len(trace)
+
+
+def test_client_events_at_one_instant_run_in_trace_order() -> None:
+    """Three arrivals at t=2 for A (limit 1, loaded and idle): the first in trace order is
+    admitted, the other two are over the limit, whatever came before."""
+    trace = Trace.build([0.0, 2.0, 2.0, 2.0], ["A"] * 4, service_time=[0.5, 1.0, 1.0, 1.0])
+    assert _tie_run(trace, "fifo") == [OK, OK, REJECTED, REJECTED]
+
+
+def test_timers_land_on_their_absolute_time_where_the_naive_delay_misses() -> None:
+    import simpy
+
+    from sim.host import call_at
+
+    assert 2.2 + (10.4 - 2.2) != 10.4  # SimPy's now + delay would miss by an ulp
+    env = simpy.Environment()
+    fired: list[float] = []
+    env.timeout(2.2).callbacks.append(
+        lambda _ev: call_at(env, 10.4, None, lambda _e: fired.append(env.now))
+    )
+    call_at(env, 1.0, None, lambda _e: call_at(env, 0.5, None, lambda _f: fired.append(env.now)))
+    env.run()
+    assert fired == [1.0, 10.4]  # a time in the past fires now

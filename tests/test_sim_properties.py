@@ -94,3 +94,39 @@ def test_every_request_ends_exactly_once(
         assert summary["order_violations"] == 0
         assert summary["max_in_flight"] <= 1
     assert abs(sum(summary["busy_fraction"].values()) - 1.0) < 1e-5
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 12), st.sampled_from(["A", "B"]), st.integers(1, 4)),
+        min_size=1,
+        max_size=10,
+    ),
+    extra=st.integers(0, 12),
+    load=st.integers(0, 3),
+    limit=st.integers(1, 3),
+    scheduler=st.sampled_from(scheduler_names()),
+)
+def test_ties_do_not_depend_on_an_unrelated_earlier_arrival(
+    rows: list[tuple[int, str, int]], extra: int, load: int, limit: int, scheduler: str
+) -> None:
+    """Whole-second times make arrivals, completions, loads and stops coincide. A request for a
+    model the config does not have (rejected on arrival, it changes no state) inserted anywhere
+    must not change what happens to any other request: the tie rule does not read history."""
+    spec = RoutingSpec(models={m: ModelSpec(m, concurrency_limit=limit) for m in "AB"})
+    profile = TimingProfile.parse({"load_time": float(load), "unload_time": 1.0})
+
+    def outcomes(with_extra: bool) -> list[tuple[int, float, float]]:
+        table = sorted([(float(t), m, float(s), i) for i, (t, m, s) in enumerate(rows)])
+        if with_extra:
+            table = sorted([*table, (float(extra), "Z", 1.0, -1)])
+        trace = Trace.build(
+            [r[0] for r in table], [r[1] for r in table], service_time=[r[2] for r in table]
+        )
+        record, _ = simulate(spec, scheduler, trace, {"A": profile, "B": profile}, 0)
+        mine = [(r[3], k) for k, r in enumerate(table) if r[3] >= 0]
+        return [(record.status[k], record.start[k], record.end[k]) for _, k in sorted(mine)]
+
+    plain, extra_run = outcomes(False), outcomes(True)
+    assert np.array_equal(np.array(plain), np.array(extra_run), equal_nan=True)

@@ -10,17 +10,20 @@ import pytest
 
 from llamaswap.cli import main
 from sim.importers import import_trace
+from sim.shared import SharedDirMissingError, shared_path
 from sim.synthetic import synthetic_trace
 from sim.trace import Trace, TraceError, read_trace, trace_stats, write_trace
 from sim.transforms import apply_transforms, superpose, top_n
 
-RAW = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "raw"
+RAW = Path("traces/raw")
+"""Inside the shared directory (``sim.shared``: beside the checkout, or beside the main checkout)."""
 
 
 def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"real trace not available here: {path} (CI has ../shared beside the clone)")
-    return path
+    try:
+        return shared_path(path)
+    except SharedDirMissingError as exc:
+        pytest.skip(f"real trace not available here: {exc}")
 
 
 def small() -> Trace:

@@ -25,11 +25,12 @@ import yaml
 
 from llamaswap.fidelity.live import LiveResult, fake_upstream_cmd, run_live
 from llamaswap.fidelity.probe import Overheads, measure_overheads
-from llamaswap.fidelity.simlog import simulate_recorded, trace_ids
 from llamaswap.record import read_log
 from llamaswap.record.calibrate import calibrate
 from llamaswap.record.compare import compare
 from llamaswap.timing import TimingProfile
+from sim.eventlog import simulate_recorded, trace_ids
+from sim.replay import log_trace
 from sim.scenario import Scenario
 from sim.trace import Trace
 from sim.transforms import shift_to_zero, time_scale
@@ -81,15 +82,7 @@ def prepare_trace(scenario: Scenario, duration: float | None, ci: bool) -> Trace
 
 def recorded_trace(records: list[dict[str, Any]]) -> Trace:
     """The arrivals (and token counts) the daemon actually saw, as a trace with the same ids."""
-    rows = calibrate(records).trace_rows()
-    return Trace.build(
-        [r["arrival"] for r in rows],
-        [r["model"] for r in rows],
-        prompt_tokens=[-1 if r["prompt_tokens"] is None else r["prompt_tokens"] for r in rows],
-        output_tokens=[-1 if r["output_tokens"] is None else r["output_tokens"] for r in rows],
-        ids=[r["id"] for r in rows],
-        source="recorded arrivals",
-    )
+    return log_trace(calibrate(records), cancels=False, source="recorded arrivals")
 
 
 def _span(trace: Trace) -> float:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,13 +120,24 @@ async def live_daemon(
     scheduler: str,
     out: Path,
 ) -> AsyncIterator[tuple[str, Path]]:
-    """A real ``llamaswap serve --record`` subprocess on a free port: yields (url, log path).
+    """:func:`recording_daemon` on the scenario's config with fake upstreams (see
+    :func:`daemon_config`): yields (url, log path)."""
+    async with recording_daemon(daemon_config(raw_config, profiles, scheduler), out) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def recording_daemon(
+    config: Mapping[str, Any], out: Path, env: Mapping[str, str] | None = None
+) -> AsyncIterator[tuple[str, Path]]:
+    """A real ``llamaswap serve --record`` subprocess on a free port running ``config`` (written
+    to ``out/daemon.yaml``): yields (url, log path ``out/real.jsonl``).
 
     On exit the daemon gets SIGTERM (drain, stop every upstream) and must exit 0.
     """
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "daemon.yaml"
-    config_path.write_text(yaml.safe_dump(daemon_config(raw_config, profiles, scheduler)))
+    config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))  # macros: in order
     log_path = out / "real.jsonl"
     for old in [log_path, *out.glob("real.jsonl.*")]:
         old.unlink(missing_ok=True)
@@ -137,6 +149,7 @@ async def live_daemon(
         stdout=stderr,
         stderr=stderr,
         start_new_session=True,
+        env=None if env is None else dict(env),
     )
     try:
         await _wait_healthy(url, proc, 30.0)
@@ -145,7 +158,7 @@ async def live_daemon(
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), 30.0)
+                await asyncio.wait_for(proc.wait(), 60.0)
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
@@ -173,6 +186,84 @@ async def run_live(
     return result
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One request of an open-loop run: when (seconds after the start), where, what."""
+
+    at: float
+    path: str
+    body: bytes
+    headers: Mapping[str, str]
+
+
+@dataclass
+class Answer:
+    status: str
+    """The HTTP status, or the client error's type name."""
+    late: float
+    """Seconds the request left after its scheduled time (a busy client box)."""
+    latency: float
+    """Seconds from sending to the whole response read."""
+    body: bytes = b""
+    """The response body (when ``keep_bodies``)."""
+
+
+async def open_loop(
+    url: str,
+    outgoing: Sequence[Outgoing],
+    *,
+    max_connections: int = 256,
+    deadline: float = math.inf,
+    timeout: float | None = None,
+    keep_bodies: bool = False,
+) -> tuple[list[Answer | None], int]:
+    """Send every request at its time, whatever happened to the others (an open loop).
+
+    Sending stops once ``deadline`` seconds have passed; whatever is unanswered by then is
+    cancelled. Returns the answers in ``outgoing`` order (None: not sent or cancelled) and how
+    many were cancelled. ``max_connections`` 0 means no bound; ``timeout`` is per request.
+    """
+    answers: list[Answer | None] = [None] * len(outgoing)
+    connector = aiohttp.TCPConnector(limit=max_connections, force_close=False)
+    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time() + 0.2
+
+        async def one(i: int, item: Outgoing) -> None:
+            sent = loop.time()
+            body = b""
+            try:
+                async with session.post(
+                    url + item.path, data=item.body, headers=dict(item.headers)
+                ) as response:
+                    body = await response.read()
+                    status = str(response.status)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                status = type(exc).__name__
+            answers[i] = Answer(
+                status, sent - t0 - item.at, loop.time() - sent, body if keep_bodies else b""
+            )
+
+        tasks: list[asyncio.Task[None]] = []
+        for i, item in enumerate(outgoing):
+            delay = t0 + item.at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(loop.create_task(one(i, item)))
+            if loop.time() - t0 > deadline:
+                break
+        remaining = max(1.0, deadline - (loop.time() - t0))
+        pending: set[asyncio.Task[None]] = set()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=remaining)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+    return answers, len(pending)
+
+
 async def _send_all(
     url: str,
     trace: Trace,
@@ -184,54 +275,26 @@ async def _send_all(
     stream: bool,
 ) -> None:
     names = [trace.models[k] for k in trace.model.tolist()]
-    arrivals = trace.arrival.tolist()
     prompts = trace.prompt_tokens.tolist()
     outputs = trace.output_tokens.tolist()
-    lateness: list[float] = []
-    connector = aiohttp.TCPConnector(limit=max_connections, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=None)
+    outgoing = []
+    for i, at in enumerate(trace.arrival.tolist()):
+        profile = profiles[names[i]]
+        prompt = prompts[i] if prompts[i] >= 0 else profile.default_prompt_tokens
+        output = outputs[i] if outputs[i] >= 0 else profile.default_output_tokens
+        headers = {REQUEST_ID_HEADER: ids[i], "Content-Type": "application/json"}
+        body = request_body(names[i], prompt, output, stream)
+        outgoing.append(Outgoing(at, "/v1/chat/completions", body, headers))
     wall = time.monotonic()
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-
-        async def one(i: int, t0: float) -> None:
-            profile = profiles[names[i]]
-            prompt = prompts[i] if prompts[i] >= 0 else profile.default_prompt_tokens
-            output = outputs[i] if outputs[i] >= 0 else profile.default_output_tokens
-            body = request_body(names[i], prompt, output, stream)
-            lateness.append(time.monotonic() - (t0 + arrivals[i]))
-            headers = {REQUEST_ID_HEADER: ids[i], "Content-Type": "application/json"}
-            try:
-                async with session.post(
-                    url + "/v1/chat/completions", data=body, headers=headers
-                ) as response:
-                    await response.read()
-                    key = str(response.status)
-            except aiohttp.ClientError as exc:
-                key = type(exc).__name__
-            result.statuses[key] = result.statuses.get(key, 0) + 1
-            result.answered += 1
-
-        loop = asyncio.get_running_loop()
-        t0 = loop.time() + 0.2
-        tasks: list[asyncio.Task[None]] = []
-        for i, arrival in enumerate(arrivals):
-            delay = t0 + arrival - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(loop.create_task(one(i, t0)))
-            result.sent += 1
-            if loop.time() - t0 > deadline:
-                break
-        remaining = max(1.0, deadline - (loop.time() - t0))
-        pending: set[asyncio.Task[None]] = set()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=remaining)
-        for task in pending:
-            task.cancel()
-        result.timed_out = len(pending)
-        if pending:
-            await asyncio.wait(pending)
-    if lateness:
-        lateness.sort()
-        result.lateness_p99_ms = 1000 * lateness[min(len(lateness) - 1, int(0.99 * len(lateness)))]
+    answers, result.timed_out = await open_loop(
+        url, outgoing, max_connections=max_connections, deadline=deadline
+    )
     result.wall_seconds = time.monotonic() - wall
+    done = [a for a in answers if a is not None]
+    result.sent = len(done) + result.timed_out
+    result.answered = len(done)
+    for answer in done:
+        result.statuses[answer.status] = result.statuses.get(answer.status, 0) + 1
+    lateness = sorted(a.late for a in done)
+    if lateness:
+        result.lateness_p99_ms = 1000 * lateness[min(len(lateness) - 1, int(0.99 * len(lateness)))]

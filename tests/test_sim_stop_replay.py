@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from llamaswap.core.spec import ModelSpec, RoutingSpec
-from llamaswap.fidelity.simlog import ReplayedDurations, simulate_recorded
 from llamaswap.record import read_log
 from llamaswap.record.calibrate import collect_requests
 from llamaswap.timing import Distribution, TimingProfile
+from sim.eventlog import ReplayedDurations, simulate_recorded
 from sim.trace import Trace
 
 SPEC = RoutingSpec(models={"a": ModelSpec("a"), "b": ModelSpec("b")}, scheduler="serial")

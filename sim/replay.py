@@ -51,16 +51,28 @@ def calibrated_profiles(
     return {m: TimingProfile.parse(p, f"calibrated timing.{m}") for m, p in raw.items()}
 
 
-def log_trace(calibration: Calibration) -> Trace:
-    rows = calibration.trace_rows()
+def log_trace(
+    calibration: Calibration,
+    rows: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    cancels: bool = True,
+    source: str = "recorded log",
+) -> Trace:
+    """The log's requests as a trace with the log's ids: arrivals, token counts, cancels (unless
+    ``cancels`` is False) and, where ``rows`` give one, each request's own service time."""
+    rows = calibration.trace_rows() if rows is None else rows
+    nan = math.nan
     return Trace.build(
         [r["arrival"] for r in rows],
         [r["model"] for r in rows],
         prompt_tokens=[-1 if r["prompt_tokens"] is None else r["prompt_tokens"] for r in rows],
         output_tokens=[-1 if r["output_tokens"] is None else r["output_tokens"] for r in rows],
-        cancel_after=[math.nan if r["cancel_after"] is None else r["cancel_after"] for r in rows],
+        service_time=[nan if r.get("service_time") is None else r["service_time"] for r in rows],
+        cancel_after=[
+            nan if r["cancel_after"] is None or not cancels else r["cancel_after"] for r in rows
+        ],
         ids=[r["id"] for r in rows],
-        source="recorded log",
+        source=source,
     )
 
 
@@ -160,7 +172,7 @@ def replayed_loads(
     loads were drawn at random from the same samples (latency p50 spread +37-78% over seeds)."""
     import dataclasses
 
-    from llamaswap.fidelity.simlog import ReplayedDurations
+    from sim.eventlog import ReplayedDurations
 
     out = dict(profiles)
     for model, profile in profiles.items():
@@ -257,8 +269,8 @@ def cmd_sim_from_log(args: Any) -> int:
     from rich.table import Table
 
     from llamaswap.core.policies import scheduler_names
-    from llamaswap.fidelity.simlog import simulate_recorded
     from llamaswap.record.meta import MetaError
+    from sim.eventlog import simulate_recorded
 
     try:
         spec, trace, profiles, calibration, records = replay_inputs(
