@@ -63,10 +63,13 @@ def _post(url: str, body: dict[str, object]) -> tuple[float, bytes]:
 
 
 def test_health_is_503_until_the_load_time_has_passed() -> None:
-    with fake("--load-time", "0.8", "--model", "m") as (_proc, base):
+    # The load counts from process creation, and the process itself takes up to about a second
+    # to start answering on a busy box (an interpreter plus aiohttp), so a load shorter than that
+    # could be over before the first /health: 3 s leaves the 503 phase observable with margin.
+    with fake("--load-time", "3", "--model", "m") as (_proc, base):
         up = _wait_status(base + "/health", 503)
         ready = _wait_status(base + "/health", 200)
-        assert 0.0 < ready - up < 1.5
+        assert 0.0 < ready - up < 3.5
         with urllib.request.urlopen(base + "/v1/models") as r:
             assert json.loads(r.read())["data"][0]["id"] == "m"
 
