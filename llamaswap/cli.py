@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "llamaswap.config.cli",  # check-config
     "sim.cli",  # sim, trace
     "llamaswap.fidelity.cli",  # fidelity
+    "sim.sweep.cli",  # sweep (imports Dask only when it runs)
 )
 
 
