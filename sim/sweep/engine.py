@@ -112,6 +112,8 @@ def _client(options: Options) -> Iterator[Any]:
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            # the scheduler's HTTP server (health, metrics) on a free port, not a fixed 8787
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
             silence_logs=logging.ERROR,
             local_directory=scratch,
         ) as cluster,
