@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,6 +55,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from sim.sweep.figures import write_figures
     from sim.sweep.spec import SweepError, load_sweep
 
+    if os.getcwd() not in sys.path:
+        # ``factory: eval.sweep_base:workload`` names a module of the checkout we run in (as
+        # uvicorn resolves ``module:app``); the embedded workers inherit this path.
+        sys.path.insert(0, os.getcwd())
     if args.workers is not None and args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2

@@ -36,12 +36,20 @@ def write_figures(table: Sequence[Mapping[str, Any]], out: Path) -> list[Path]:
     if len({r["load"] for r in done}) > 1:
         for metric, label, name in LINE_METRICS:
             files.append(_lines(groups, [(metric, label)], out / name))
-        slo = sorted(c for c in done[0] if c.startswith("slo.") and done[0][c] is not None)
+        slo = sorted(
+            (c for c in done[0] if c.startswith("slo.") and done[0][c] is not None), key=_threshold
+        )
         if slo:
             files.append(_lines(groups, [(c, f"share within {c.rsplit('_le_', 1)[1]}") for c in slo],
                                 out / "slo-attainment-vs-load.png", ylim=(0, 1.02)))  # fmt: skip
     files.append(_pareto(groups, out / "pareto-p99-vs-swaps.png"))
     return files
+
+
+def _threshold(column: str) -> tuple[str, float]:
+    """``slo.latency_le_30s`` -> ("latency", 30.0): thresholds in numeric order."""
+    metric, _, limit = column.removeprefix("slo.").partition("_le_")
+    return metric, float(limit.rstrip("s"))
 
 
 def _series(rows: Sequence[Mapping[str, Any]]) -> dict[int, str]:
@@ -51,7 +59,7 @@ def _series(rows: Sequence[Mapping[str, Any]]) -> dict[int, str]:
         settings[r["scheduler"]].add(r["settings"])
     return {
         id(r): r["scheduler"]
-        if len(settings[r["scheduler"]]) == 1
+        if len(settings[r["scheduler"]]) == 1 or r["settings"] == "{}"
         else f"{r['scheduler']} {r['settings']}"
         for r in rows
     }
@@ -76,6 +84,14 @@ def _figure(rows: int, cols: int) -> tuple[Any, Any]:
     return plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
 
 
+def _colors(n: int) -> list[Any]:
+    """Distinct colours for ``n`` series (tab10, or tab20 beyond ten)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i) for i in range(max(n, 1))]
+
+
 def _save(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -91,10 +107,17 @@ def _lines(
     path: Path,
     ylim: tuple[float, float] | None = None,
 ) -> Path:
-    fig, axes = _figure(len(metrics), len(groups))
-    for col, ((base, timing), series) in enumerate(sorted(groups.items())):
+    # a line needs two loads: series and panels seen at one load only are left to the Pareto plot
+    panels = {
+        panel: {name: by_load for name, by_load in series.items() if len(by_load) > 1}
+        for panel, series in sorted(groups.items())
+    }
+    panels = {panel: series for panel, series in panels.items() if series}
+    fig, axes = _figure(len(metrics), max(len(panels), 1))
+    for col, ((base, timing), series) in enumerate(panels.items()):
         for row, (metric, label) in enumerate(metrics):
             ax = axes[row][col]
+            ax.set_prop_cycle(color=_colors(len(series)))
             for name, by_load in sorted(series.items()):
                 loads, mid, low, high = [], [], [], []
                 for load, cells in sorted(by_load.items()):
@@ -111,6 +134,8 @@ def _lines(
             ax.set_ylabel(label)
             if ylim is not None:
                 ax.set_ylim(*ylim)
+            elif _spread(ax) > 50:
+                ax.set_yscale("log")
             ax.grid(True, alpha=0.3)
     axes[0][0].legend(fontsize=7)
     return _save(fig, path)
@@ -121,6 +146,7 @@ def _pareto(groups: Group, path: Path) -> Path:
     fig, axes = _figure(1, len(groups))
     for col, ((base, timing), series) in enumerate(sorted(groups.items())):
         ax = axes[0][col]
+        ax.set_prop_cycle(color=_colors(len(series)))
         points = []
         for name, by_load in sorted(series.items()):
             xs, ys = [], []
@@ -139,9 +165,18 @@ def _pareto(groups: Group, path: Path) -> Path:
         ax.set_title(f"{base} / {timing}", fontsize=9)
         ax.set_xlabel("swaps per 1k requests")
         ax.set_ylabel("p99 latency (s)")
+        if _spread(ax) > 50:
+            ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def _spread(ax: Any) -> float:
+    """max / min of the plotted values (inf when one is 0): above ~50 a log axis reads better."""
+    ys = [y for line in ax.get_lines() for y in line.get_ydata()]
+    low = min(ys, default=0.0)
+    return max(ys) / low if low > 0 else 0.0
 
 
 def _frontier(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:

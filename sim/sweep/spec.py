@@ -13,7 +13,7 @@
       load: [0.5, 1, 2]                      # arrival rate x this; or {offered: [0.3, 0.7]}
       seed: [1, 2, 3]
     grids:                                   # optional: several grids, each overriding ``axes``
-      - {}
+      - {name: all}                          # (a grid's ``name`` is a comment; runs carry axes)
       - {scheduler: [fifo], load: [4]}
     slo: {latency: [30, 60]}                 # SLO attainment columns (share of requests within)
     require_complete: false                  # a run that leaves a request unanswered fails
@@ -156,7 +156,7 @@ def parse_sweep(data: Any, path: Path) -> Sweep:
     runs: list[Run] = []
     seen: set[str] = set()
     for g, grid in enumerate(grids):
-        merged = {**axes, **grid}
+        merged = {**axes, **{k: v for k, v in grid.items() if k != "name"}}
         for base in bases:
             for spec in _expand(merged, base, extras, f"{where}: grids[{g}]"):
                 key = run_key(spec)

@@ -1,0 +1,145 @@
+"""Sweep scaling benchmark (issue 18): a 40-run grid in a plain loop, on 1 and on 2 Dask workers.
+
+The grid: the bundled default scenario's config and timing, a synthetic trace of ``--requests``
+requests (runs of a few seconds each), 4 schedulers x 5 loads x 2 seeds. Measured:
+
+- ``loop``: the same 40 runs called one after another in this process (``sim.sweep.execute``,
+  the function the workers run), no Dask at all;
+- ``dask-1`` / ``dask-2``: ``run_sweep`` on an embedded ``LocalCluster`` of 1 / 2 worker processes,
+  end to end (cluster start and stop, result files, table); ``cluster`` = starting and closing an
+  idle one, so the per-run overhead of going through Dask is ``(dask-1 - cluster - loop) / 40``.
+- client cost per result (writing its JSON) and the table build, for the 10,000-run extrapolation.
+
+Not a test: numbers depend on what else the machine runs (the README says so next to them).
+
+    .venv/bin/python bench/sweep_scaling.py [--requests 20000] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEDULERS = [
+    "serial",
+    "fifo",
+    "batch-aging",
+    {"label": "batch-aging+slots", "use": "batch-aging", "settings": {"slots": 4}},
+]
+LOADS = [0.5, 0.75, 1.0, 1.5, 2.0]
+SEEDS = [1, 2]
+
+
+def write_grid(tmp: Path, requests: int) -> Path:
+    scenario = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
+    rate = 1.0
+    scenario.update(name="bench-sweep", expect=[], ci={})
+    scenario["trace"]["synthetic"].update(duration=requests / rate, rate=rate, bursts=[])
+    (tmp / "bench-sweep.yaml").write_text(yaml.safe_dump(scenario))
+    sweep = {
+        "name": "bench",
+        "bases": [str(tmp / "bench-sweep.yaml")],
+        "axes": {"scheduler": SCHEDULERS, "load": LOADS, "seed": SEEDS},
+    }
+    path = tmp / "bench.sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
+def measure(requests: int) -> dict[str, Any]:
+    from sim.sweep.engine import Options, _client, run_sweep
+    from sim.sweep.execute import execute
+    from sim.sweep.spec import load_sweep
+    from sim.sweep.store import Store, rows, write_table
+
+    tmp = Path(tempfile.mkdtemp(prefix="llamaswap-bench-sweep-"))
+    sweep = load_sweep(write_grid(tmp, requests))
+    assert len(sweep.runs) == 40
+    out: dict[str, Any] = {
+        "runs": len(sweep.runs),
+        "requests_per_run": requests,
+        "load_before": os.getloadavg(),
+    }
+
+    t = time.perf_counter()
+    results = {r.key: execute(r.spec, r.where) for r in sweep.runs}
+    out["loop_s"] = time.perf_counter() - t
+    walls = [res["wall_seconds"] for res in results.values()]
+    out["run_s_mean"] = sum(walls) / len(walls)
+    out["run_s_min"], out["run_s_max"] = min(walls), max(walls)
+
+    store = Store(tmp / "client-cost")
+    t = time.perf_counter()
+    for run in sweep.runs:
+        store.save(run, results[run.key])
+    out["client_save_ms_per_run"] = 1000 * (time.perf_counter() - t) / len(sweep.runs)
+    t = time.perf_counter()
+    write_table(rows(sweep.runs, store.existing()), tmp / "client-cost")
+    out["table_ms_per_run"] = 1000 * (time.perf_counter() - t) / len(sweep.runs)
+
+    t = time.perf_counter()
+    with _client(Options(tmp / "idle", workers=1)):
+        pass
+    out["cluster_s"] = time.perf_counter() - t
+    for n in (1, 2):
+        t = time.perf_counter()
+        outcome = run_sweep(sweep, Options(tmp / f"dask-{n}", workers=n))
+        out[f"dask{n}_s"] = time.perf_counter() - t
+        assert outcome.failed == 0 and outcome.ran == 40
+    same = (tmp / "dask-1" / "results.csv").read_bytes() == (
+        tmp / "dask-2" / "results.csv"
+    ).read_bytes()
+    out["rows_identical_1_vs_2"] = same
+    out["speedup_2_vs_1"] = out["dask1_s"] / out["dask2_s"]
+    out["speedup_2_vs_loop"] = out["loop_s"] / out["dask2_s"]
+    overhead = out["dask1_s"] - out["cluster_s"] - out["loop_s"]
+    out["dask_overhead_s_per_run"] = overhead / len(sweep.runs)
+    out["dask_overhead_pct"] = 100 * overhead / out["loop_s"]
+    out["load_after"] = os.getloadavg()
+    return out
+
+
+def extrapolate(m: dict[str, Any], runs: int = 10_000) -> list[str]:
+    """Wall time of ``runs`` runs on N workers, from the measured per-run costs (a paper model)."""
+    run = m["run_s_mean"]
+    client = (m["client_save_ms_per_run"] + m["table_ms_per_run"]) / 1000
+    scheduler = 0.001  # Dask's documented order of magnitude: ~1 ms of scheduler time per task
+    lines = [
+        "| workers | compute | client (results + table) | scheduler | wall (max of the three) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for n in (2, 8, 32, 128, 512, 2048):
+        compute = runs * run / n
+        parts = {"compute": compute, "client": runs * client, "scheduler": runs * scheduler}
+        wall = max(parts.values()) + m["cluster_s"]
+        lines.append(
+            f"| {n} | {compute:,.0f} s | {runs * client:,.0f} s | {runs * scheduler:,.0f} s | "
+            f"{wall:,.0f} s ({max(parts, key=lambda k: parts[k])}) |"
+        )
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=20_000, help="requests per run")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args()
+    m = measure(args.requests)
+    for k, v in m.items():
+        print(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
+    print("\n".join(extrapolate(m)))
+    if args.json:
+        args.json.write_text(json.dumps(m, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
