@@ -99,6 +99,9 @@ def _bar(total: int, quiet: bool) -> Iterator[Any]:
     )
 
     console = Console(stderr=True)
+    if not console.is_terminal:
+        yield _lines(total)
+        return
     columns = (
         TextColumn("sweep"),
         BarColumn(),
@@ -127,3 +130,28 @@ def _bar(total: int, quiet: bool) -> Iterator[Any]:
             bar.update(tasks[0], completed=total - left, done=done, failed=failed, left=left)
 
         yield update
+
+
+def _lines(total: int) -> Any:
+    """Off a terminal (CI, a log file): one plain line per tenth of the sweep, with an ETA."""
+    import time
+
+    started = time.monotonic()
+    step = max(total // 10, 1)
+    first: list[int] = []
+
+    def update(done: int, failed: int, left: int) -> None:
+        finished = total - left
+        if not first:
+            first.append(finished)  # resumed runs: not part of the rate
+            return
+        ran = finished - first[0]
+        if ran and (finished % step == 0 or not left):
+            rate = ran / (time.monotonic() - started)
+            print(
+                f"sweep: {done} done, {failed} failed, {left} left, ETA {left / rate:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return update
