@@ -237,3 +237,36 @@ def test_missing_and_unparsable_sweep_files(tmp_path: Path, capsys: Any) -> None
     assert main(["sweep", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "not valid YAML" in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------- bases, on this process
+
+
+def test_offered_load_is_demand_over_span_and_slots() -> None:
+    from llamaswap.timing import TimingProfile
+    from sim.sweep.bases import offered_load, scale_to
+    from sim.trace import Trace
+
+    # 4 requests of 10 s over 100 s on 2 slots: 40 / (100 * 2) = 20% of the GPU
+    trace = Trace.build([0.0, 10.0, 50.0, 100.0], ["A", "B", "A", "B"], service_time=[10.0] * 4)
+    profiles = {"A": TimingProfile(parallel=2), "B": TimingProfile(parallel=2)}
+    assert offered_load(trace, profiles) == pytest.approx(0.2)
+    scaled = scale_to(trace, "offered", 0.4, profiles)
+    assert float(scaled.arrival[-1]) == pytest.approx(50.0)
+    assert float(scale_to(trace, "rate_scale", 4.0, profiles).arrival[-1]) == pytest.approx(25.0)
+
+
+def test_a_timing_override_and_a_slice_reach_the_simulation(tmp_path: Path) -> None:
+    from sim.sweep.execute import execute
+
+    data = {
+        "bases": [DEFAULT],
+        "axes": {
+            "scheduler": ["fifo"],
+            "slice": [{"label": "head", "transforms": [{"limit": 120}]}],
+            "timing": ["base", {"label": "slow", "timing": {"default": {"load_time": 90}}}],
+        },
+    }
+    base, slow = (execute(r.spec, r.where) for r in parse_sweep(data, tmp_path / "t.yaml").runs)
+    assert base["metrics"]["requests"] == slow["metrics"]["requests"] == 120
+    assert slow["metrics"]["latency"]["p99"] > base["metrics"]["latency"]["p99"] + 60

@@ -62,6 +62,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
+    out = args.out or Path("reports") / "sweep" / args.sweep.name.split(".")[0]
     try:
         sweep = load_sweep(args.sweep)
         out = args.out or Path("reports") / "sweep" / sweep.name
@@ -71,6 +72,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except SweepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: finished runs are kept in {out}; --resume continues", file=sys.stderr)
+        return 130
     figures = write_figures(outcome.table, out / "figures")
     print(
         f"sweep {sweep.name}: {outcome.total} runs ({outcome.ran} run now, {outcome.skipped} "

@@ -96,7 +96,7 @@ def _client(options: Options) -> Iterator[Any]:
     if options.cluster:
         try:
             client = Client(options.cluster, timeout="20s")
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise SweepError(
                 f"--cluster {options.cluster}: no Dask scheduler there ({exc})"
             ) from None
