@@ -55,12 +55,17 @@ def write_grid(tmp: Path, requests: int) -> Path:
 
 
 def measure(requests: int) -> dict[str, Any]:
+
+    with tempfile.TemporaryDirectory(prefix="llamaswap-bench-sweep-") as scratch:
+        return _measure(Path(scratch), requests)
+
+
+def _measure(tmp: Path, requests: int) -> dict[str, Any]:
     from sim.sweep.engine import Options, _client, run_sweep
     from sim.sweep.execute import execute
     from sim.sweep.spec import load_sweep
     from sim.sweep.store import Store, rows, write_table
 
-    tmp = Path(tempfile.mkdtemp(prefix="llamaswap-bench-sweep-"))
     sweep = load_sweep(write_grid(tmp, requests))
     assert len(sweep.runs) == 40
     out: dict[str, Any] = {

@@ -83,6 +83,8 @@ def test_rows_complete_and_the_broken_run_is_recorded(two_workers: tuple[Path, P
     (bad,) = [r for r in rows if r["status"] != "done"]
     assert bad["scheduler"] == "broken" and "maxWait" in bad["error"] and "\n" not in bad["error"]
     assert bad["latency.p99"] == ""
+    # Dask's temp and spill files went to a temp dir, not here
+    assert not list(ROOT.glob("dask-*")) and not list(Path.cwd().glob("dask-*"))
     # the load axis does what it says: 3x the arrival rate packs the same requests into less time
     fifo = {(float(r["load"]), int(r["seed"])): r for r in good if r["scheduler"] == "fifo"}
     assert float(fifo[1.5, 1]["makespan"]) < float(fifo[0.5, 1]["makespan"])

@@ -104,8 +104,11 @@ def _client(options: Options) -> Iterator[Any]:
             yield client
         return
     workers = options.workers or default_workers()
-    scratch = tempfile.mkdtemp(prefix="llamaswap-sweep-")  # Dask's spill/temp files: not the repo
     with (
+        # Dask's spill and temp files: a fresh directory outside the repository, removed after
+        tempfile.TemporaryDirectory(
+            prefix="llamaswap-sweep-", ignore_cleanup_errors=True
+        ) as scratch,
         LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
