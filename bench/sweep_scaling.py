@@ -55,13 +55,12 @@ def write_grid(tmp: Path, requests: int) -> Path:
 
 
 def measure(requests: int) -> dict[str, Any]:
-
     with tempfile.TemporaryDirectory(prefix="llamaswap-bench-sweep-") as scratch:
         return _measure(Path(scratch), requests)
 
 
 def _measure(tmp: Path, requests: int) -> dict[str, Any]:
-    from sim.sweep.engine import Options, _client, run_sweep
+    from sim.sweep.engine import Options, connect, run_sweep
     from sim.sweep.execute import execute
     from sim.sweep.spec import load_sweep
     from sim.sweep.store import Store, rows, write_table
@@ -91,7 +90,7 @@ def _measure(tmp: Path, requests: int) -> dict[str, Any]:
     out["table_ms_per_run"] = 1000 * (time.perf_counter() - t) / len(sweep.runs)
 
     t = time.perf_counter()
-    with _client(Options(tmp / "idle", workers=1)):
+    with connect(Options(tmp / "idle", workers=1)):
         pass
     out["cluster_s"] = time.perf_counter() - t
     for n in (1, 2):

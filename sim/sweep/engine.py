@@ -72,7 +72,7 @@ def run_sweep(sweep: Sweep, options: Options, progress: Progress | None = None) 
     if progress is not None:
         progress(skipped - failed, failed, len(pending))
     if pending:
-        with _client(options) as client:
+        with connect(options) as client:
             failed = _submit(client, pending, store, progress, (skipped - failed, failed))
     docs = store.existing()
     table = rows(sweep.runs, docs)
@@ -90,7 +90,8 @@ def run_sweep(sweep: Sweep, options: Options, progress: Progress | None = None) 
 
 
 @contextmanager
-def _client(options: Options) -> Iterator[Any]:
+def connect(options: Options) -> Iterator[Any]:
+    """A Dask client: to ``options.cluster``, or to an embedded cluster closed on exit."""
     from distributed import Client, LocalCluster
 
     if options.cluster:
