@@ -272,3 +272,31 @@ def test_a_timing_override_and_a_slice_reach_the_simulation(tmp_path: Path) -> N
     base, slow = (execute(r.spec, r.where) for r in parse_sweep(data, tmp_path / "t.yaml").runs)
     assert base["metrics"]["requests"] == slow["metrics"]["requests"] == 120
     assert slow["metrics"]["latency"]["p99"] > base["metrics"]["latency"]["p99"] + 60
+
+
+def test_a_small_trace_travels_with_the_task(tmp_path: Path) -> None:
+    """A worker without the trace file fails that run (path named); with it shipped, it runs."""
+    from sim.sweep.engine import connect, ship_traces
+    from sim.sweep.execute import execute
+    from sim.synthetic import synthetic_trace
+    from sim.trace import write_trace
+
+    write_trace(
+        synthetic_trace({"duration": 300, "rate": 0.5, "models": ["a", "b"]}, 1, "t"),
+        tmp_path / "t.csv",
+    )
+    scenario = {
+        "name": "shipped",
+        "config": {"models": {"a": {}, "b": {}}, "routing": {"scheduler": {"use": "fifo"}}},
+        "trace": {"file": str(tmp_path / "t.csv")},
+    }
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
+    (run,) = parse_sweep({"bases": [str(tmp_path / "s.yaml")]}, tmp_path / "x.yaml").runs
+    with connect(Options(tmp_path / "o", workers=1)) as client:
+        shipped = ship_traces(client, [run])["shipped"]
+        assert shipped is not None
+        (tmp_path / "t.csv").unlink()  # from now on only the shipped copy exists
+        missing = client.submit(execute, run.spec, run.where, None, pure=False).result()
+        ok = client.submit(execute, run.spec, run.where, shipped, pure=False).result()
+    assert missing["status"] == "failed" and "t.csv" in missing["error"]
+    assert ok["status"] == "done" and ok["metrics"]["requests"] > 100

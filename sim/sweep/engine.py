@@ -132,7 +132,7 @@ def _submit(
     """Run ``runs``; returns the failures counted from ``before`` = (done, failed) already."""
     from distributed import as_completed
 
-    shipped = _ship(client, runs)
+    shipped = ship_traces(client, runs)
     futures = {
         client.submit(
             execute,
@@ -163,7 +163,7 @@ def _submit(
     return failed
 
 
-def _ship(client: Any, runs: list[Run]) -> Mapping[str, Any]:
+def ship_traces(client: Any, runs: list[Run]) -> Mapping[str, Any]:
     """Scatter each small file-based scenario trace once to every worker; the rest load in place."""
     from sim.scenario import TraceMissingError, load_scenario
     from sim.sweep.bases import ScenarioBase
