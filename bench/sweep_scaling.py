@@ -7,7 +7,11 @@ requests (runs of a few seconds each), 4 schedulers x 5 loads x 2 seeds. Measure
   the function the workers run), no Dask at all;
 - ``dask-1`` / ``dask-2``: ``run_sweep`` on an embedded ``LocalCluster`` of 1 / 2 worker processes,
   end to end (cluster start and stop, result files, table); ``cluster`` = starting and closing an
-  idle one, so the per-run overhead of going through Dask is ``(dask-1 - cluster - loop) / 40``.
+  idle one, so the per-run overhead of going through Dask is ``(dask-1 - cluster - loop) / 40``,
+  in wall time and in CPU time (this process and its reaped children: the workers);
+- ``concurrency``: the runs' summed wall time / the sweep's wall time, i.e. how many workers were
+  busy on average: the speed-up an otherwise idle box shows (on a shared box the wall-clock ratio
+  is also printed, and only means something when the box is quiet);
 - client cost per result (writing its JSON) and the table build, for the 10,000-run extrapolation.
 
 Not a test: numbers depend on what else the machine runs (the README says so next to them).
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -59,6 +64,15 @@ def measure(requests: int) -> dict[str, Any]:
         return _measure(Path(scratch), requests)
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its reaped children (the embedded workers, once closed)."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _measure(tmp: Path, requests: int) -> dict[str, Any]:
     from sim.sweep.engine import Options, connect, run_sweep
     from sim.sweep.execute import execute
@@ -67,53 +81,55 @@ def _measure(tmp: Path, requests: int) -> dict[str, Any]:
 
     sweep = load_sweep(write_grid(tmp, requests))
     assert len(sweep.runs) == 40
-    out: dict[str, Any] = {
-        "runs": len(sweep.runs),
-        "requests_per_run": requests,
-        "load_before": os.getloadavg(),
-    }
+    n = len(sweep.runs)
+    out: dict[str, Any] = {"runs": n, "requests_per_run": requests, "load_before": os.getloadavg()}
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu()
     results = {r.key: execute(r.spec, r.where) for r in sweep.runs}
-    out["loop_s"] = time.perf_counter() - t
+    out["loop_s"], out["loop_cpu_s"] = time.perf_counter() - t, _cpu() - c
     walls = [res["wall_seconds"] for res in results.values()]
     out["run_s_mean"] = sum(walls) / len(walls)
     out["run_s_min"], out["run_s_max"] = min(walls), max(walls)
+    out["run_cpu_s_mean"] = sum(res["cpu_seconds"] for res in results.values()) / n
 
     store = Store(tmp / "client-cost")
     t = time.perf_counter()
     for run in sweep.runs:
         store.save(run, results[run.key])
-    out["client_save_ms_per_run"] = 1000 * (time.perf_counter() - t) / len(sweep.runs)
+    out["client_save_ms_per_run"] = 1000 * (time.perf_counter() - t) / n
     t = time.perf_counter()
     write_table(rows(sweep.runs, store.existing()), tmp / "client-cost")
-    out["table_ms_per_run"] = 1000 * (time.perf_counter() - t) / len(sweep.runs)
+    out["table_ms_per_run"] = 1000 * (time.perf_counter() - t) / n
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu()
     with connect(Options(tmp / "idle", workers=1)):
         pass
-    out["cluster_s"] = time.perf_counter() - t
-    for n in (1, 2):
-        t = time.perf_counter()
-        outcome = run_sweep(sweep, Options(tmp / f"dask-{n}", workers=n))
-        out[f"dask{n}_s"] = time.perf_counter() - t
-        assert outcome.failed == 0 and outcome.ran == 40
-    same = (tmp / "dask-1" / "results.csv").read_bytes() == (
-        tmp / "dask-2" / "results.csv"
-    ).read_bytes()
-    out["rows_identical_1_vs_2"] = same
-    out["speedup_2_vs_1"] = out["dask1_s"] / out["dask2_s"]
-    out["speedup_2_vs_loop"] = out["loop_s"] / out["dask2_s"]
-    overhead = out["dask1_s"] - out["cluster_s"] - out["loop_s"]
-    out["dask_overhead_s_per_run"] = overhead / len(sweep.runs)
-    out["dask_overhead_pct"] = 100 * overhead / out["loop_s"]
+    out["cluster_s"], out["cluster_cpu_s"] = time.perf_counter() - t, _cpu() - c
+    for workers in (1, 2):
+        t, c = time.perf_counter(), _cpu()
+        outcome = run_sweep(sweep, Options(tmp / f"dask-{workers}", workers=workers))
+        wall, cpu = time.perf_counter() - t, _cpu() - c
+        assert outcome.failed == 0 and outcome.ran == n
+        busy = sum(d["wall_seconds"] for d in outcome.results.values())
+        out[f"dask{workers}_s"], out[f"dask{workers}_cpu_s"] = wall, cpu
+        # how many runs were in progress on average: the speed-up an idle box would show
+        out[f"dask{workers}_concurrency"] = busy / (wall - out["cluster_s"])
+    one, two = (tmp / f"dask-{k}" / "results.csv" for k in (1, 2))
+    out["rows_identical_1_vs_2"] = one.read_bytes() == two.read_bytes()
+    out["speedup_2_vs_1_wall"] = out["dask1_s"] / out["dask2_s"]
+    overhead = out["dask1_cpu_s"] - out["cluster_cpu_s"] - out["loop_cpu_s"]
+    out["dask_overhead_cpu_s_per_run"] = overhead / n
+    out["dask_overhead_cpu_pct"] = 100 * overhead / out["loop_cpu_s"]
+    out["dask_overhead_wall_pct"] = (
+        100 * (out["dask1_s"] - out["cluster_s"] - out["loop_s"]) / out["loop_s"]
+    )
     out["load_after"] = os.getloadavg()
     return out
 
 
 def extrapolate(m: dict[str, Any], runs: int = 10_000) -> list[str]:
     """Wall time of ``runs`` runs on N workers, from the measured per-run costs (a paper model)."""
-    run = m["run_s_mean"]
+    run = m["run_cpu_s_mean"]
     client = (m["client_save_ms_per_run"] + m["table_ms_per_run"]) / 1000
     scheduler = 0.001  # Dask's documented order of magnitude: ~1 ms of scheduler time per task
     lines = [

@@ -1,7 +1,8 @@
 """One run on a worker: spec in, result document out; an error is a result, never an exception.
 
 The result holds only what the spec decides (metrics), so the same run gives the same bytes on any
-worker; its wall time travels beside it (``wall_seconds``) and stays out of the table.
+worker; its wall and CPU time travel beside it (``wall_seconds``, ``cpu_seconds``) and stay out of
+the table.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def execute(
     spec: Mapping[str, Any], where: Mapping[str, Any], shipped: Trace | None = None
 ) -> dict[str, Any]:
     """Run one sweep run; ``shipped``: the base trace when the client sent it with the task."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         metrics = _run(spec, where, shipped)
         status, error = DONE, None
@@ -39,6 +40,7 @@ def execute(
         "error": error,
         "metrics": metrics,
         "wall_seconds": round(time.perf_counter() - started, 4),
+        "cpu_seconds": round(time.process_time() - cpu, 4),
         "worker": f"{socket.gethostname()}:{os.getpid()}",
     }
 
