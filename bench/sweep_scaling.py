@@ -135,19 +135,53 @@ def _measure(tmp: Path, requests: int) -> dict[str, Any]:
     out["loop_vs_dask1_wall_pct"] = (
         100 * (out["dask1_s"] - out["cluster_s"] - out["loop_s"]) / out["loop_s"]
     )
+    out.update(task_throughput(tmp))
     out["load_after"] = os.getloadavg()
     return out
+
+
+def task_throughput(tmp: Path, runs: int = 400) -> dict[str, Any]:
+    """The serial ceiling: many near-empty runs (5 requests) on 2 workers; what is left of the wall
+    time is per-run scheduler, transfer and client cost: the runs per second no N can exceed."""
+    from sim.sweep.engine import Options, run_sweep
+    from sim.sweep.spec import load_sweep
+
+    seeds = list(range(runs // 4))
+    sweep = {
+        "name": "tiny",
+        "bases": [str(ROOT / "scenarios" / "default.yaml")],
+        "axes": {
+            "scheduler": ["serial", "fifo", "batch-aging", "batch-aging"],
+            "slice": [{"label": "five", "transforms": [{"limit": 5}]}],
+            "seed": seeds,
+        },
+    }
+    sweep["axes"]["scheduler"][3] = {"label": "ba2", "use": "batch-aging", "settings": {"slots": 2}}
+    path = tmp / "tiny.sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    loaded = load_sweep(path)
+    t = time.perf_counter()
+    outcome = run_sweep(loaded, Options(tmp / "tiny", workers=2))
+    wall = time.perf_counter() - t
+    busy = sum(d["wall_seconds"] for d in outcome.results.values())
+    return {
+        "tiny_runs": len(loaded.runs),
+        "tiny_wall_s": wall,
+        "tiny_run_s_mean": busy / len(loaded.runs),
+        "tiny_ms_per_run": 1000 * wall / len(loaded.runs),
+    }
 
 
 def extrapolate(m: dict[str, Any], runs: int = 10_000) -> list[str]:
     """Wall time of ``runs`` runs on N workers, from the measured per-run costs (a paper model).
 
-    compute = runs x CPU per run / N (perfectly parallel); serial = runs x the measured Dask CPU
-    overhead per run, pessimistically all spent in one place (the scheduler and the client that
-    collects and stores every result); table = runs x the table build per row (once, at the end).
+    compute = runs x CPU per run / N (perfectly parallel); serial = runs x the wall time per run of
+    a sweep of near-empty runs (scheduler, transfers and the client storing every result: what
+    no number of workers removes); table = runs x the table build per row (once, at the end).
     Wall ~ cluster start + max(compute, serial) + table; the bottleneck is whichever term leads.
     """
-    overhead = max(m["dask1_overhead_cpu_s_per_run"], 0.001)  # Dask's own rule of thumb: ~1 ms/task
+    # per-run serial cost: the tiny-run sweep's wall per run (cluster start included: pessimistic)
+    overhead = m["tiny_ms_per_run"] / 1000
     table = m["table_ms_per_run"] / 1000
     lines = [
         "| CPU per run | workers | compute | serial (scheduler + client) | table | wall | bottleneck |",
