@@ -115,15 +115,17 @@ def test_an_existing_out_dir_needs_resume(two_workers: tuple[Path, Path, Any], c
     assert err.count("\n") == 0 and "--resume" in err and str(out) in err
 
 
-def test_the_cli_writes_table_and_figures(tmp_path: Path, capsys: Any) -> None:
-    data = {**SMALL, "grids": [{}], "axes": {**SMALL["axes"], "seed": [3]}}
-    path = _write(tmp_path, data)
-    assert (
-        main(["sweep", str(path), "--workers", "2", "--out", str(tmp_path / "o"), "--quiet"]) == 0
-    )
-    out = capsys.readouterr().out
-    assert "6 runs" in out and "0 failed" in out
-    names = {p.name for p in (tmp_path / "o" / "figures").glob("*.png")}
+def test_the_cli_resumes_and_writes_table_and_figures(
+    two_workers: tuple[Path, Path, Any], capsys: Any
+) -> None:
+    path, out, _ = two_workers
+    before = (out / "results.csv").read_bytes()
+    assert main(["sweep", str(path), "--out", str(out), "--resume", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert f"13 runs (0 run now, 13 already in {out}), 1 failed" in captured.out
+    assert "failed: run 12" in captured.err and "maxWait" in captured.err
+    assert (out / "results.csv").read_bytes() == before
+    names = {p.name for p in (out / "figures").glob("*.png")}
     assert {
         "p99-latency-vs-load.png",
         "pareto-p99-vs-swaps.png",
