@@ -1,22 +1,24 @@
 """Regenerate the whole scheduler evaluation of issue 6 with one command (from the checkout)::
 
-    .venv/bin/python -m eval.run_evaluation            # about a minute on 2 cores
+    .venv/bin/python -m eval.run_evaluation            # the cells run in parallel, on every core
 
-Runs ``serial``, ``fifo`` and ``batch-aging`` (with its documented defaults, and with ``slots``
-set to the upstream's parallel slots: planned switches) through the SimPy
-simulator (``sim.run.simulate``: the real router and schedulers) on three workloads built from the
-real traces in ``../shared/traces/raw`` (see ``eval/workloads.py``), sweeping the offered load and
-two load-time settings, plus the always-resident lower bound. Writes ``reports/eval/results.json``,
-the figures under ``docs/figures/`` and the generated tables between the markers of
-``docs/evaluation.md``. Same inputs, same seed => byte-identical JSON and tables.
+The cells are the sweep ``eval/evaluation.sweep.yaml`` (``serial``, ``fifo`` and ``batch-aging``
+with its documented defaults and with ``slots`` set to the upstream's parallel slots: planned
+switches, plus the always-resident and free-swaps bounds, on four workloads built from the real
+traces in ``../shared/traces/raw``, see ``eval/workloads.py`` and ``eval/sweep_base.py``),
+run by ``llamaswap sweep``'s engine on an embedded Dask cluster (``--workers N``) or on a running
+one (``--cluster tcp://host:8786``). This script is the report step: it reads the sweep's results
+back into ``reports/eval/results.json`` and writes the figures under ``docs/figures/`` and the
+generated tables between the markers of ``docs/evaluation.md``. Same inputs, same seed =>
+byte-identical JSON and tables, on any number of workers.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import re
+import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -24,36 +26,36 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from eval import deadline_reference as dref
 from eval import workloads as wl
+from eval.sweep_base import BOUND, BUILDERS, FREE, INSTANT, PLANNED, RAW, cell_inputs
 from llamaswap.core.batch_aging import DEFAULTS as BATCH_AGING_DEFAULTS
-from llamaswap.timing import Distribution
 from sim.metrics import summarize
 from sim.run import simulate
 from sim.shared import SharedDirMissingError, shared_path
 
 ROOT = Path(__file__).resolve().parents[1]
-LOADS = (0.3, 0.5, 0.7, 0.9)
+
+SWEEP = ROOT / "eval" / "evaluation.sweep.yaml"
+"""The cells; the loads, maxWait values and seeds below are read from its named grids."""
+_GRIDS = {g["name"]: g for g in yaml.safe_load(SWEEP.read_text())["grids"]}
+LOADS = tuple(_GRIDS["loads"]["load"]["offered"])
 NOMINAL = 0.7
-PLANNED = "batch-aging+slots"
-"""``batch-aging`` with planned switches: ``slots`` set to the upstream's parallel slots."""
 SCHEDULERS = ("serial", "fifo", "batch-aging", PLANNED)
 POLICIES = ("batch-aging", PLANNED)
 """The issue's new policy, in its two configurations; each is judged against fifo."""
-BOUND = "always-resident"
-FREE = "free-swaps"
-"""Second bound: one GPU with the same slots, every request in arrival order, loads cost nothing."""
 BOUNDS = (BOUND, FREE)
 PEAK_WINDOW = 300.0
 """Seconds: the window of the burstiness figure reported per workload."""
-PARETO_MAX_WAITS = (15.0, 30.0, 60.0, 120.0, 240.0)
+PARETO_MAX_WAITS = tuple(_GRIDS["pareto"]["settings"]["batch-aging"]["maxWait"])
 """``maxWait`` values traced at nominal load for the Pareto chart (the other settings at defaults)."""
 SEED = 1
-ROBUSTNESS_SEEDS = (1, 2, 3, 4, 5)
+ROBUSTNESS_SEEDS = tuple(_GRIDS["seeds"]["seed"])
 """Seeds of the nominal-load goal check (a seed draws the load times; arrivals are the trace's)."""
 COLORS = {
     "serial": "tab:red",
@@ -93,22 +95,10 @@ def run_cell(
     settings: Mapping[str, Any] | None = None,
     seed: int = SEED,
 ) -> dict[str, Any]:
-    trace = workload.at_load(rho)
-    if scheduler == BOUND:
-        spec = wl.resident_routing(workload.models)
-        record, wall = simulate(spec, "fifo", trace, workload.resident_profiles(), seed)
-    elif scheduler == FREE:
-        trace = wl.free_swap_trace(trace)
-        spec = wl.routing(trace.models, "fifo")
-        profile = workload.resident_profiles()[workload.models[0]]
-        record, wall = simulate(spec, "fifo", trace, {wl.FREE_SWAP_MODEL: profile}, seed)
-    else:
-        if scheduler == PLANNED:
-            scheduler = "batch-aging"
-            settings = {"batch-aging": {"slots": workload.profile.parallel}}
-        spec = wl.routing(workload.models, scheduler, settings)
-        record, wall = simulate(spec, scheduler, trace, workload.profiles(setting), seed)
-    summary = summarize(record, trace, wall)
+    """One cell in this process (the sweep runs the same ``cell_inputs`` on its workers)."""
+    cell = cell_inputs(workload, setting, rho, scheduler, settings, seed)
+    record, wall = simulate(cell.spec, cell.scheduler, cell.trace, cell.profiles, cell.seed)
+    summary = summarize(record, cell.trace, wall)
     if summary["completed"] != summary["requests"]:
         # A failed or rejected request drops out of the latency statistics and would flatter the
         # policy that failed it: every cell must complete every request.
@@ -120,10 +110,108 @@ def run_cell(
     return _metrics(summary)
 
 
-def run_all(quick: bool = False) -> dict[str, Any]:
+def sweep_data(quick: bool = False) -> dict[str, Any]:
+    """The sweep file; ``quick``: two load levels and no per-seed re-runs (a smoke run)."""
+    data: dict[str, Any] = yaml.safe_load(SWEEP.read_text())
+    if quick:
+        grids = [g for g in data["grids"] if g["name"] != "seeds"]
+        for g in grids:
+            if g["name"] == "loads":
+                g["load"] = {"offered": [0.5, NOMINAL]}
+        data["grids"] = grids
+    return data
+
+
+class Cells:
+    """The sweep's results, looked up by what the report asks for."""
+
+    def __init__(self, runs: Sequence[Any], results: Mapping[str, Mapping[str, Any]]) -> None:
+        self.by_axes = {}
+        failed = []
+        for run in runs:
+            doc = results[run.key]
+            if doc["status"] != "done":
+                failed.append(
+                    f"{run.axes['base']}/{run.axes['timing']}/{run.axes['scheduler']}: {doc['error']}"
+                )
+                continue
+            a = run.axes
+            key = (a["base"], a["timing"], a["scheduler"], a["load"], a["settings"], a["seed"])
+            self.by_axes[key] = _metrics(doc["metrics"])
+        if failed:
+            raise RuntimeError(f"{len(failed)} evaluation cells failed: " + "; ".join(failed[:5]))
+
+    def get(
+        self,
+        workload: str,
+        timing: str,
+        scheduler: str,
+        rho: float,
+        settings: Mapping[str, Any] | None = None,
+        seed: int = SEED,
+    ) -> dict[str, Any]:
+        from sim.sweep.spec import canonical
+
+        return self.by_axes[
+            (workload, timing, scheduler, float(rho), canonical(dict(settings or {})), seed)
+        ]
+
+
+def run_sweep_cells(
+    quick: bool, out: Path, workers: int | None, cluster: str | None, resume: bool
+) -> Cells:
+    from sim.sweep.engine import Options, run_sweep
+    from sim.sweep.spec import parse_sweep
+
+    sweep = parse_sweep(sweep_data(quick), SWEEP)
+    if not resume and out.exists():
+        shutil.rmtree(out)  # this script's own output: results are keyed by spec, not by code
+    outcome = run_sweep(sweep, Options(out, workers, cluster, resume), _progress(len(sweep.runs)))
+    print(
+        f"  sweep: {outcome.total} cells ({outcome.skipped} resumed) in {outcome.seconds:.0f} s",
+        flush=True,
+    )
+    return Cells(sweep.runs, outcome.results)
+
+
+def sweep_figures(out: Path) -> None:
+    """The sweep's own figures (spread over seeds, SLO attainment) from its table, in OUT/sweep."""
+    import pyarrow.parquet as pq
+
+    from sim.sweep.figures import write_figures as draw
+
+    draw(pq.read_table(out / "results.parquet").to_pylist(), out / "figures")
+
+
+def _progress(total: int) -> Any:
+    step = max(total // 10, 1)
+
+    def report(done: int, failed: int, left: int) -> None:
+        finished = total - left
+        if finished and (finished % step == 0 or not left):
+            print(f"  {finished}/{total} cells ({failed} failed)", flush=True)
+
+    return report
+
+
+def run_all(
+    quick: bool = False,
+    out: Path | None = None,
+    workers: int | None = None,
+    cluster: str | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
     loads = (0.5, NOMINAL) if quick else LOADS
-    out: dict[str, Any] = {"loads": list(loads), "nominal": NOMINAL, "seed": SEED, "workloads": {}}
-    for workload in (wl.azure_mooncake(), wl.alibaba(), wl.servegen(), wl.hot_and_rare()):
+    sweep_out = out if out is not None else ROOT / "reports" / "eval" / "sweep"
+    cells = run_sweep_cells(quick, sweep_out, workers, cluster, resume)
+    out_doc: dict[str, Any] = {
+        "loads": list(loads),
+        "nominal": NOMINAL,
+        "seed": SEED,
+        "workloads": {},
+    }
+    for name, build in BUILDERS.items():
+        workload = build(RAW)
         entry: dict[str, Any] = {
             "title": workload.title,
             "note": workload.note,
@@ -137,26 +225,23 @@ def run_all(quick: bool = False) -> dict[str, Any]:
             "settings": {},
         }
         for setting in workload.settings:
-            cells: dict[str, Any] = {}
-            for scheduler in (*SCHEDULERS, *BOUNDS):
-                cells[scheduler] = {
-                    f"{rho:g}": run_cell(workload, setting, rho, scheduler) for rho in loads
-                }
+            t = setting.name
+            results = {
+                scheduler: {f"{rho:g}": cells.get(name, t, scheduler, rho) for rho in loads}
+                for scheduler in (*SCHEDULERS, *BOUNDS)
+            }
             pareto = {
-                f"{mw:g}": run_cell(
-                    workload, setting, NOMINAL, "batch-aging", {"batch-aging": {"maxWait": mw}}
-                )
+                f"{mw:g}": cells.get(name, t, "batch-aging", NOMINAL, {"maxWait": mw})
                 for mw in PARETO_MAX_WAITS
             }
             by_seed: dict[str, dict[str, list[float]]] = {p: {} for p in POLICIES}
             for seed in () if quick else ROBUSTNESS_SEEDS:
-                fifo = run_cell(workload, setting, NOMINAL, "fifo", seed=seed)
+                fifo = cells.get(name, t, "fifo", NOMINAL, seed=seed)
                 for policy in POLICIES:
-                    mine = run_cell(workload, setting, NOMINAL, policy, seed=seed)
+                    mine = cells.get(name, t, policy, NOMINAL, seed=seed)
                     by_seed[policy][str(seed)] = [round(x, 4) for x in ratios_of(fifo, mine)]
-            free_loads = dataclasses.replace(setting, load_time=Distribution())
             instant = {
-                scheduler: run_cell(workload, free_loads, NOMINAL, scheduler)["wait_max"]
+                scheduler: cells.get(name, INSTANT, scheduler, NOMINAL)["wait_max"]
                 for scheduler in ("fifo", "batch-aging")
             }
             one_slot = workload.profile.parallel == 1
@@ -165,7 +250,7 @@ def run_all(quick: bool = False) -> dict[str, Any]:
             entry["settings"][setting.name] = {
                 "label": setting.label,
                 "mean_load_time": round(setting.load_time.mean(), 3),
-                "results": cells,
+                "results": results,
                 "pareto_max_wait": pareto,
                 "nominal_ratios_by_seed": by_seed,
                 "nominal_max_wait_with_instant_loads": instant,
@@ -173,8 +258,8 @@ def run_all(quick: bool = False) -> dict[str, Any]:
                 "one_slot_max_wait_floor": floor,
             }
             print(f"  {workload.name} / {setting.name}: done", flush=True)
-        out["workloads"][workload.name] = entry
-    return out
+        out_doc["workloads"][workload.name] = entry
+    return out_doc
 
 
 def one_slot_reference(workload: wl.Workload, setting: wl.LoadSetting) -> dict[str, Any]:
@@ -521,6 +606,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "eval")
     parser.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "evaluation.md")
+    parser.add_argument("--workers", type=int, help="embedded Dask workers (default: one per core)")
+    parser.add_argument("--cluster", help="a running Dask scheduler, tcp://host:8786")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the cells already in OUT/sweep (same code!)"
+    )
     args = parser.parse_args(argv)
     try:
         shared_path("traces/raw")
@@ -528,10 +618,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: the real traces are needed: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    results = run_all(quick=args.quick)
+    try:
+        results = run_all(args.quick, args.out / "sweep", args.workers, args.cluster, args.resume)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     figures = write_figures(results, args.figures)
+    sweep_figures(args.out / "sweep")
     update_doc(args.doc, tables(results))
     print(
         f"wrote {args.out / 'results.json'}, {len(figures)} figures in {args.figures}, "

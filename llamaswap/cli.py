@@ -47,6 +47,9 @@ COMMANDS: dict[str, Command] = {
         "llamaswap.fidelity.cli",
         "run a scenario on the real daemon and in the simulator and compare them",
     ),
+    "sweep": Command(
+        "sim.sweep.cli", "run a grid of simulations on Dask and collect one result table"
+    ),
 }
 INTERNAL_ERROR = "internal error"
 """Marks a failure no command handled; the CLI fuzz test asserts it never appears."""
