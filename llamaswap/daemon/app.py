@@ -31,10 +31,11 @@ from llamaswap.daemon.extract import (
     extract,
     replace_multipart_model,
 )
+from llamaswap.daemon.facts import facts_of
 from llamaswap.daemon.forward import relay, request_headers
 from llamaswap.daemon.loading import wait_with_loading_state
 from llamaswap.daemon.logs import LogMonitor
-from llamaswap.record.usage import UsageTap
+from llamaswap.daemon.webui import register as register_ui
 
 if TYPE_CHECKING:
     from llamaswap.daemon.server import Daemon
@@ -160,6 +161,7 @@ class Api:
 
     def model_handler(self, *, query_first: bool = False, strip_prefix: str = "") -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
+            facts_of(request)  # a model route: the operator's view logs and stores it
             return await self._dispatch(request, query_first, strip_prefix)
 
         return handle
@@ -181,6 +183,7 @@ class Api:
         except BodyTooLargeError as exc:
             return error_response(request, 413, f"request body too large: {exc}")
         body: bytes | AsyncIterator[bytes] = received.head
+        daemon.operator.capture_request(facts_of(request), received.head)
         try:
             found = extract(content_type, received.head, request.query, query_first=query_first)
         except BadRequestError as exc:
@@ -195,6 +198,8 @@ class Api:
         if model_id is None:
             return error_response(request, 404, f"model {found.model!r} is not configured")
         model = config.models[model_id]
+        seen = facts_of(request)
+        seen.model, seen.stream = model_id, bool(found.stream)
         if found.json_body is not None:
             if apply_filters(
                 found.json_body, model.use_model_name, model.strip_params, model.set_params
@@ -252,15 +257,23 @@ class Api:
         request_id: str | None = request.headers.get(REQUEST_ID_HEADER) or None
         if request_id is not None:
             request_id = request_id[:200]
-        tap: UsageTap | None = None
+        seen = facts_of(request)
+        seen.model = model_id
+        on_first = None
         if recorder is not None:
             if request_id is None:
                 request_id = f"req-{next(_record_ids)}"
             max_tokens, stream = facts or (None, False)
             recorder.arrival(request_id, model_id, output_tokens=max_tokens, stream=stream)
             logged_id = request_id
-            tap = UsageTap(lambda: recorder.first_byte(logged_id))
+
+            def on_first() -> None:
+                recorder.first_byte(logged_id)
+
+        tap = daemon.operator.response_tap(seen, on_first)
         ticket = host.submit(model_id, request_id=request_id)
+        seen.ticket, seen.request_id = ticket, request_id or ""
+        daemon.operator.request_started(ticket)
         status = 499
         error_text: str | None = None
         try:
@@ -288,14 +301,14 @@ class Api:
                 body,
                 headers,
                 prepared,
-                tap=tap.chunk if tap is not None else None,
+                tap=tap.chunk,
                 settle=lambda: runtime.processes.settle_if_dead(model_id),
                 lean=daemon.lean,
             )
             status = 502 if error_text is not None else response.status
             return response
         finally:
-            if recorder is not None and tap is not None:
+            if recorder is not None:
                 if ticket.granted:
                     prompt_tokens, output_tokens = tap.usage()
                     recorder.done(
@@ -313,8 +326,6 @@ class Api:
             daemon.active -= 1
             if not daemon.active:
                 daemon.idle.set()
-            daemon.metrics.request_done(model_id, status, time.monotonic() - started)
-            daemon.access(request, status, started)
 
     # ================================================================== /upstream passthrough
 
@@ -510,7 +521,9 @@ async def quiet_gc(app: web.Application) -> None:
 
 def build_app(daemon: Daemon, client_max_size: int) -> web.Application:
     api = Api(daemon, client_max_size)
-    app = web.Application(client_max_size=client_max_size, middlewares=[api.middleware])
+    app = web.Application(
+        client_max_size=client_max_size, middlewares=[daemon.operator.middleware, api.middleware]
+    )
     app.on_startup.append(quiet_gc)
     add = app.router.add_route
     for path in JSON_ROUTES + MULTIPART_ROUTES:
@@ -535,4 +548,5 @@ def build_app(daemon: Daemon, client_max_size: int) -> web.Application:
     add("GET", "/logs/stream", api.logs_stream)
     add("GET", "/logs/stream/{id:.+}", api.logs_stream)
     add("*", "/upstream/{tail:.*}", api.upstream)
+    register_ui(app, daemon)
     return app

@@ -24,10 +24,13 @@ from typing import Any
 from aiohttp import web
 
 from llamaswap.config.model import Config, ConfigError
+from llamaswap.daemon.access_log import AccessLog
+from llamaswap.daemon.activity import ActivitySettings
 from llamaswap.daemon.app import build_app
 from llamaswap.daemon.forward import make_session
 from llamaswap.daemon.logs import Logs, MonitorHandler
 from llamaswap.daemon.metrics import Metrics
+from llamaswap.daemon.operator import OperatorView
 from llamaswap.daemon.processes import Watchdog
 from llamaswap.daemon.runtime import Runtime
 from llamaswap.daemon.upstream_client import LeanClient
@@ -63,6 +66,8 @@ class Daemon:
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         watchdog: bool = True,
         recorder: Recorder | None = None,
+        access_log: AccessLog | None = None,
+        activity: ActivitySettings | None = None,
     ) -> None:
         self.config = config
         self.recorder = recorder
@@ -87,6 +92,8 @@ class Daemon:
         self._watch_task: asyncio.Task[None] | None = None
         self.port = 0
         self.runtime: Runtime
+        self.operator = OperatorView(self, access_log, activity)
+        """Access log, activity store, UI event stream (see :mod:`llamaswap.daemon.operator`)."""
 
     # ================================================================== lifecycle
 
@@ -101,6 +108,8 @@ class Daemon:
         if self._use_watchdog:
             self._watchdog = Watchdog()
         self.runtime = Runtime(self.config, self.logs, self.metrics, self._watchdog, self.recorder)
+        self.operator.start()
+        self.operator.attach(self.runtime)
         self.app = build_app(self, self.max_body)
         self._runner = web.AppRunner(
             self.app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0
@@ -124,6 +133,7 @@ class Daemon:
         if self.draining:
             return
         self.draining = True
+        self.operator.events.close()
         log.info(
             "shutting down: draining %d request(s) for up to %gs", self.active, self.drain_timeout
         )
@@ -147,6 +157,7 @@ class Daemon:
         self.logs.close_subscribers()
         if runner is not None:
             await runner.cleanup()
+        await self.operator.stop()
         await self.session.close()
         self.lean.close()
         if self._watchdog is not None:
@@ -186,6 +197,7 @@ class Daemon:
                 self.runtime = Runtime(
                     config, self.logs, self.metrics, self._watchdog, self.recorder
                 )
+                self.operator.attach(self.runtime)
                 await old.shutdown(RELOAD_STOP_TIMEOUT)
             finally:
                 self._switched.set()

@@ -1,0 +1,341 @@
+"""The activity store: every finished model request as one SQLite row (stdlib ``sqlite3``).
+
+Written off the request path: :meth:`ActivityStore.add` assigns the row id and queues the row; a
+writer thread inserts queued rows in one transaction per batch and, in the same transaction,
+deletes past the row bound (and, every minute, past the age bound), so the file stays bounded
+however long the daemon runs.
+The queue itself is bounded too (:data:`MAX_PENDING`): if the disk stalls, rows are dropped and
+counted rather than memory growing. A file path survives a restart (ids continue where they
+stopped); without one the store lives in memory.
+
+Captures (request and response bodies, size-capped, off by default) live in their own table and
+are pruned with their rows. Keys are never stored: only the configured key's name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("ts", "REAL"),
+    ("model", "TEXT"),
+    ("scheduler", "TEXT"),
+    ("method", "TEXT"),
+    ("path", "TEXT"),
+    ("status", "INTEGER"),
+    ("stream", "INTEGER"),
+    ("queue_wait", "REAL"),
+    ("load_wait", "REAL"),
+    ("ttfb", "REAL"),
+    ("total", "REAL"),
+    ("prompt_tokens", "INTEGER"),
+    ("completion_tokens", "INTEGER"),
+    ("tokens_per_s", "REAL"),
+    ("bytes", "INTEGER"),
+    ("key_name", "TEXT"),
+    ("request_id", "TEXT"),
+)
+NAMES = tuple(name for name, _ in COLUMNS)
+MAX_PENDING = 10_000
+AGE_PRUNE_EVERY = 60.0
+"""Seconds between age prunes (the row bound is enforced on every batch)."""
+MAX_LIMIT = 10_000
+HISTOGRAM_EDGES = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+"""Seconds; the latency histogram's bucket upper bounds (the last bucket is open)."""
+
+
+_Row = tuple[int, Sequence[Any], Sequence[Any] | None]
+_Item = _Row | threading.Event | None
+
+
+@dataclass(frozen=True)
+class ActivitySettings:
+    path: str | None = None
+    """SQLite file; None keeps the store in memory (lost on restart)."""
+    max_rows: int = 100_000
+    max_age: float = 7 * 86400.0
+    """Seconds a row is kept."""
+    capture_bytes: int = 0
+    """Per body (request and response); 0 turns captures off."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """``GET /api/activity`` query parameters, validated."""
+
+    model: str | None = None
+    status: str | None = None
+    """An exact code (``404``) or a class (``4xx``)."""
+    key: str | None = None
+    since: float | None = None
+    until: float | None = None
+    before: int | None = None
+    """Only rows with a smaller id (paging back through history)."""
+    limit: int = 200
+
+    @classmethod
+    def parse(cls, query: Mapping[str, str]) -> Filters:
+        """Raises ValueError naming the bad parameter."""
+
+        def number(name: str) -> float | None:
+            text = query.get(name)
+            if text in (None, ""):
+                return None
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(f"{name}: expected a number, got {text!r}") from None
+            if not math.isfinite(value):
+                raise ValueError(f"{name}: expected a finite number, got {text!r}")
+            return value
+
+        status = query.get("status") or None
+        if status is not None and not (
+            (len(status) == 3 and status.isdigit())
+            or (len(status) == 3 and status[0] in "12345" and status[1:].lower() == "xx")
+        ):
+            raise ValueError(
+                f"status: expected a code like 404 or a class like 4xx, got {status!r}"
+            )
+        limit = number("limit")
+        before = number("before")
+        if limit is not None and not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit: expected 1..{MAX_LIMIT}, got {query.get('limit')!r}")
+        return cls(
+            model=query.get("model") or None,
+            status=status,
+            key=query.get("key") or None,
+            since=number("since"),
+            until=number("until"),
+            before=None if before is None else int(before),
+            limit=200 if limit is None else int(limit),
+        )
+
+    def where(self, with_before: bool = True) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if self.model is not None:
+            clauses.append("model = ?")
+            args.append(self.model)
+        if self.status is not None:
+            if self.status.lower().endswith("xx"):
+                low = int(self.status[0]) * 100
+                clauses.append("status >= ? AND status < ?")
+                args += [low, low + 100]
+            else:
+                clauses.append("status = ?")
+                args.append(int(self.status))
+        if self.key is not None:
+            clauses.append("key_name = ?")
+            args.append(self.key)
+        if self.since is not None:
+            clauses.append("ts >= ?")
+            args.append(self.since)
+        if self.until is not None:
+            clauses.append("ts < ?")
+            args.append(self.until)
+        if with_before and self.before is not None:
+            clauses.append("id < ?")
+            args.append(self.before)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+class ActivityStore:
+    def __init__(self, settings: ActivitySettings | None = None) -> None:
+        self.settings = settings or ActivitySettings()
+        target = self.settings.path
+        if target is not None:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(target or ":memory:", check_same_thread=False)
+        self._lock = threading.Lock()
+        with self._lock:
+            if target is not None:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS)
+            self._db.execute(
+                f"CREATE TABLE IF NOT EXISTS activity (id INTEGER PRIMARY KEY, {columns})"
+            )
+            self._db.execute("CREATE INDEX IF NOT EXISTS activity_ts ON activity (ts)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS captures (id INTEGER PRIMARY KEY, "
+                "req_path TEXT, req_headers TEXT, req_body BLOB, resp_headers TEXT, resp_body BLOB)"
+            )
+            self._db.commit()
+            (last,) = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM activity").fetchone()
+        self._next_id = int(last) + 1
+        self.dropped = 0
+        self._pending: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._count = self.count()
+        self._pruned_at = 0.0
+        self._thread = threading.Thread(target=self._drain, name="llamaswap-activity", daemon=True)
+        self._thread.start()
+        with self._lock:
+            self._prune(time.time())
+
+    # ------------------------------------------------------------------ writing (loop thread)
+
+    def add(self, row: Mapping[str, Any], capture: Sequence[Any] | None = None) -> int | None:
+        """Queue one row (keys of :data:`NAMES`); its id, or None if dropped (writer behind)."""
+        if self._pending.qsize() >= MAX_PENDING:
+            self.dropped += 1
+            return None
+        row_id = self._next_id
+        self._next_id += 1
+        self._pending.put((row_id, tuple(row.get(n) for n in NAMES), capture))
+        return row_id
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Block until every row queued so far is written (tests; call it off the loop)."""
+        done = threading.Event()
+        self._pending.put(done)
+        done.wait(timeout)
+
+    def close(self) -> None:
+        """Write what is queued, then close (blocking: call it off the loop)."""
+        self._pending.put(None)
+        self._thread.join(timeout=30)
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------------ writer thread
+
+    def _drain(self) -> None:
+        while True:
+            batch = [self._pending.get()]
+            while len(batch) < 1000:
+                try:
+                    batch.append(self._pending.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [b for b in batch if isinstance(b, tuple)]
+            if rows:
+                self._insert(rows)
+            for item in batch:
+                if isinstance(item, threading.Event):
+                    item.set()
+            if None in batch:
+                return
+
+    def _insert(self, rows: list[_Row]) -> None:
+        marks = ", ".join("?" * (len(NAMES) + 1))
+        with self._lock:
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO activity (id, {', '.join(NAMES)}) VALUES ({marks})",
+                [(row_id, *values) for row_id, values, _ in rows],
+            )
+            captures = [(row_id, *c) for row_id, _, c in rows if c is not None]
+            if captures:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO captures VALUES (?, ?, ?, ?, ?, ?)", captures
+                )
+            self._count += len(rows)
+            now = time.time()
+            if self._count > self.settings.max_rows or now - self._pruned_at > AGE_PRUNE_EVERY:
+                self._prune(now)
+            self._db.commit()
+
+    def _prune(self, now: float) -> None:
+        """Delete past the bounds (row count, age) and orphaned captures; caller holds the lock."""
+        s = self.settings
+        self._pruned_at = now
+        db = self._db
+        db.execute("DELETE FROM activity WHERE ts < ?", (now - s.max_age,))
+        db.execute(
+            "DELETE FROM activity WHERE id <= "
+            "(SELECT id FROM activity ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (s.max_rows,),
+        )
+        db.execute("DELETE FROM captures WHERE id < (SELECT COALESCE(MIN(id), 0) FROM activity)")
+        db.commit()
+        (self._count,) = db.execute("SELECT COUNT(*) FROM activity").fetchone()
+
+    # ------------------------------------------------------------------ reading (executor thread)
+
+    def count(self) -> int:
+        with self._lock:
+            (n,) = self._db.execute("SELECT COUNT(*) FROM activity").fetchone()
+        return int(n)
+
+    def rows(self, filters: Filters) -> list[dict[str, Any]]:
+        where, args = filters.where()
+        sql = f"SELECT id, {', '.join(NAMES)} FROM activity{where} ORDER BY id DESC LIMIT ?"
+        with self._lock:
+            cursor = self._db.execute(sql, [*args, filters.limit])
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+
+    def stats(self, filters: Filters) -> dict[str, Any]:
+        """Totals, token stats and the latency histogram over every row the filters match."""
+        where, args = filters.where(with_before=False)
+        with self._lock:
+            (n, prompt, completion, tps, errors) = self._db.execute(
+                "SELECT COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), "
+                "AVG(tokens_per_s), SUM(status >= 400) FROM activity" + where,
+                args,
+            ).fetchone()
+            totals = [
+                t
+                for (t,) in self._db.execute(
+                    "SELECT total FROM activity"
+                    + where
+                    + (" AND" if where else " WHERE")
+                    + " status < 400 AND total IS NOT NULL ORDER BY total",
+                    args,
+                )
+            ]
+        counts = [0] * (len(HISTOGRAM_EDGES) + 1)
+        edge = 0
+        for value in totals:  # sorted: one pass
+            while edge < len(HISTOGRAM_EDGES) and value > HISTOGRAM_EDGES[edge]:
+                edge += 1
+            counts[edge] += 1
+        return {
+            "requests": n,
+            "errors": errors or 0,
+            "prompt_tokens": prompt or 0,
+            "completion_tokens": completion or 0,
+            "mean_tokens_per_s": None if tps is None else round(tps, 2),
+            "latency_p50": _quantile(totals, 0.5),
+            "latency_p95": _quantile(totals, 0.95),
+            "histogram": {"edges": list(HISTOGRAM_EDGES), "counts": counts},
+        }
+
+    def capture(self, row_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM captures WHERE id = ?", (row_id,)).fetchone()
+        if row is None:
+            return None
+        return dict(
+            zip(
+                ("id", "req_path", "req_headers", "req_body", "resp_headers", "resp_body"),
+                row,
+                strict=True,
+            )
+        )
+
+
+def _quantile(sorted_values: Sequence[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    return round(sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))], 6)
+
+
+def to_csv(rows: Iterable[Mapping[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("id", *NAMES))
+    for row in rows:
+        writer.writerow([row.get("id"), *(row.get(n) for n in NAMES)])
+    return out.getvalue()
