@@ -323,6 +323,7 @@ class Api:
                 else:
                     recorder.done(ticket.request.id, status)
             host.release(ticket, error_text)
+            seen.status = status
             daemon.active -= 1
             if not daemon.active:
                 daemon.idle.set()

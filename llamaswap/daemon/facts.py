@@ -46,6 +46,8 @@ class RequestFacts:
     first_byte: float | None = None
     """Loop time of the first response byte relayed."""
     tap: ResponseTap | None = None
+    status: int | None = None
+    """The handler's own verdict (a stream cut by a dying upstream is a 502 sent as a 200)."""
     request_body: bytes | None = None
     """Only with captures on: the head of the request body (size-capped)."""
 

@@ -328,6 +328,8 @@ class OperatorView:
             if request.path != "/api/events":
                 daemon.access(request, status, started)
             return
+        if facts.status is not None:
+            status = facts.status
         model = facts.model
         ticket = facts.ticket
         request_id = facts.request_id or (str(ticket.request.id) if ticket is not None else "")

@@ -87,5 +87,6 @@ input{{display:block;margin:.5em 0 1em;padding:.4em;width:20em}}.error{{color:#b
         status=401,
         text=body,
         content_type="text/html",
-        headers={"WWW-Authenticate": 'Basic realm="llamaswap"', "Cache-Control": "no-store"},
+        # no WWW-Authenticate: a browser would show its own Basic dialog instead of this form
+        headers={"Cache-Control": "no-store"},
     )

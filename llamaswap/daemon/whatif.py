@@ -167,8 +167,7 @@ class WhatIfRunner:
 
     def _log_path(self) -> Path | None:
         recorder = self.daemon.recorder
-        log = getattr(recorder, "_log", None)
-        return getattr(log, "path", None)
+        return recorder.path if recorder is not None else None
 
     def info(self) -> dict[str, Any]:
         from llamaswap.core.policies import scheduler_names
@@ -206,6 +205,8 @@ class WhatIfRunner:
             )
         if self._task is not None and not self._task.done():
             raise WhatIfError(409, "a what-if replay is already running")
+        assert self.daemon.recorder is not None
+        self.daemon.recorder.flush()
         job_id = str(next(self._ids))
         job: dict[str, Any] = {
             "id": job_id,
