@@ -12,11 +12,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from ui_browser import browser_page
 
 from llamaswap.daemon.testing import fake_cmd, make_config, pid_alive, running_daemon
 from llamaswap.record import EventLog, Recorder
 from llamaswap.record.meta import spec_meta
-from ui_browser import browser_page
 
 pytestmark = [pytest.mark.daemon, pytest.mark.slow]
 
@@ -32,7 +32,11 @@ def _config(**top: Any) -> Any:
 
 
 def chat(model: str, max_tokens: int = 5) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": max_tokens}
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": max_tokens,
+    }
 
 
 async def _until(predicate: Any, timeout: float = 30.0) -> None:
@@ -51,11 +55,15 @@ async def test_models_page_shows_a_swap_live_and_the_timeline_grows() -> None:
             alpha = 'tr[data-model="alpha"] .state'
             beta = 'tr[data-model="beta"] .state'
             await page.wait_for_selector(f"{alpha}.stopped")
-            first = asyncio.create_task(http.post(base + "/v1/chat/completions", json=chat("alpha")))
+            first = asyncio.create_task(
+                http.post(base + "/v1/chat/completions", json=chat("alpha"))
+            )
             await page.wait_for_selector(f"{alpha}.starting")
             await page.wait_for_selector(f"{alpha}.ready")
             (await first).release()
-            second = asyncio.create_task(http.post(base + "/v1/chat/completions", json=chat("beta")))
+            second = asyncio.create_task(
+                http.post(base + "/v1/chat/completions", json=chat("beta"))
+            )
             await page.wait_for_selector(f"{beta}.starting")
             await page.wait_for_selector(f"{alpha}.stopped")
             await page.wait_for_selector(f"{beta}.ready")
@@ -105,7 +113,7 @@ async def test_a_finished_request_appears_in_activity_with_its_tokens() -> None:
             row = page.locator("#activity-table tbody tr", has_text="alpha").first
             await row.wait_for()
             assert await row.locator("td.completion").inner_text() == "7"
-            assert await row.locator("td.prompt").inner_text() != "–"
+            assert (await row.locator("td.prompt").inner_text()).isdigit()
             async with http.post(base + "/v1/chat/completions", json={"model": "nope"}) as r:
                 assert r.status == 404
             await page.locator("#activity-table tbody tr td.status-bad", has_text="404").wait_for()

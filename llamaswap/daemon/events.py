@@ -179,6 +179,7 @@ class EventHub:
         if client.dropped:
             return
         self.dropped_clients += 1
+        self.clients.discard(client)  # no more batches for it, whatever its socket does
         client.take()
         client.dropped = True
         notice = dumps({"reason": reason, "buffer_bytes": CLIENT_BUFFER})
@@ -215,7 +216,7 @@ class EventHub:
                 data = client.take()
                 if data:
                     await response.write(data)
-                if client.dropped:
+                if client.dropped and not client.chunks:  # the drop notice went out too
                     break
         except (ConnectionError, RuntimeError):
             pass
