@@ -9,6 +9,9 @@ Cost on the proxy is bounded whatever the clients do:
   write per client per batch, not per message). State-like types (``modelStatus``, ``scheduler``,
   ``queueDepth``) keep only their latest value per batch; an in-flight request that starts and ends
   in the same batch is never sent at all; log data is concatenated per source;
+- live volume is capped per batch whatever the request rate: at most :data:`ACTIVITY_PER_BATCH`
+  activity rows (the newest; a ``skipped`` count says how many more finished, they are all in
+  ``/api/activity``) and :data:`LOG_PER_BATCH` bytes of log per source (the rest is in ``/logs``);
 - each client has a byte-bounded buffer (:data:`CLIENT_BUFFER`). A client that does not read (its
   socket stops draining) fills it and is dropped: it is sent one ``dropped`` message when its socket
   allows, and its connection is aborted after :data:`DROP_GRACE` seconds regardless.
@@ -28,6 +31,8 @@ from aiohttp import web
 log = logging.getLogger("llamaswap.events")
 
 FLUSH_INTERVAL = 0.1
+ACTIVITY_PER_BATCH = 20
+LOG_PER_BATCH = 16 * 1024
 CLIENT_BUFFER = 1 << 20
 DROP_GRACE = 2.0
 PING_INTERVAL = 15.0
@@ -84,6 +89,9 @@ class EventHub:
         self._inflight: dict[str, Callable[[], dict[str, Any]] | None] = {}
         self._inflight_order: list[str] = []
         self._logs: dict[str, bytearray] = {}
+        self._log_skipped: dict[str, int] = {}
+        self._activity: deque[tuple[int, Any]] = deque(maxlen=ACTIVITY_PER_BATCH)
+        self._activity_seen = 0
         self._timer: asyncio.TimerHandle | None = None
         self._ping: asyncio.TimerHandle | None = None
 
@@ -101,6 +109,14 @@ class EventHub:
             self._latest[kind] = data
         else:
             self._batch.append((kind, data))
+        self._arm()
+
+    def activity(self, row_id: int, row: Any) -> None:
+        """A finished request's row (llama-swap sends ``{"id": N}``; we add the row itself)."""
+        if not self.clients:
+            return
+        self._activity.append((row_id, row))
+        self._activity_seen += 1
         self._arm()
 
     def inflight_start(self, request_id: str, describe: Callable[[], dict[str, Any]]) -> None:
@@ -128,8 +144,13 @@ class EventHub:
         buffer = self._logs.get(source)
         if buffer is None:
             buffer = self._logs[source] = bytearray()
-        if len(buffer) < CLIENT_BUFFER // 4:
+        room = LOG_PER_BATCH - len(buffer)
+        if room >= len(data):
             buffer += data
+        else:
+            if room > 0:
+                buffer += data[:room]
+            self._log_skipped[source] = self._log_skipped.get(source, 0) + len(data) - max(room, 0)
         self._arm()
 
     def _arm(self) -> None:
@@ -143,8 +164,20 @@ class EventHub:
         parts: list[bytes] = []
         for source, data in self._logs.items():
             text = data.decode("utf-8", "replace")
+            skipped = self._log_skipped.get(source)
+            if skipped:
+                text += f"\n[{skipped} more bytes of log not sent live: see /logs]\n"
             parts.append(frame("logData", dumps({"source": source, "data": text})))
         self._logs = {}
+        self._log_skipped = {}
+        for row_id, row in self._activity:
+            parts.append(frame("activity", dumps({"id": row_id, "row": {"id": row_id, **row}})))
+        skipped_rows = self._activity_seen - len(self._activity)
+        if skipped_rows > 0:
+            last = self._activity[-1][0]
+            parts.append(frame("activity", dumps({"id": last, "skipped": skipped_rows})))
+        self._activity.clear()
+        self._activity_seen = 0
         for request_id in self._inflight_order:
             if request_id not in self._inflight:
                 continue

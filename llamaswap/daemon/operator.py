@@ -367,8 +367,8 @@ class OperatorView:
             else None
         )
         row_id = store.add(row, capture)
-        if row_id is not None and self.events.active:
-            self.events.publish("activity", dumps({"id": row_id, "row": {"id": row_id, **row}}))
+        if row_id is not None:
+            self.events.activity(row_id, row)
 
     def _row(
         self,

@@ -57,6 +57,7 @@ const HANDLERS = {
     else if (m.operation === "remove") S.inflight.delete(m.id);
   },
   activity(m) {
+    if (m.skipped && S.page === "activity") { refreshStatsSoon(); return; }
     if (!m.row || !matches(m.row)) return;
     S.activity.unshift(m.row);
     S.activity.length = Math.min(S.activity.length, ACTIVITY_ROWS);
