@@ -165,7 +165,9 @@ models:
             loss = 100.0 * (none - ui) / none
             print(f"median: no UI clients {none:.0f} req/s, {args.clients} UI clients {ui:.0f}")
             print(f"loss with UI clients: {loss:.1f}% (target <= 5%)")
-            print("daemon RSS (MiB): " + ", ".join(f"{k} {v / 1024:.1f}" for k, v in memory.items()))
+            print(
+                "daemon RSS (MiB): " + ", ".join(f"{k} {v / 1024:.1f}" for k, v in memory.items())
+            )
             for i, s in enumerate(stats, 1):
                 print(
                     f"UI round {i}: {s['readers']} readers got {s['bytes_received'] / 1e6:.1f} MB "

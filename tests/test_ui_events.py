@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from typing import Any
 
@@ -81,7 +82,10 @@ async def test_a_client_that_never_reads_is_dropped_and_told_while_readers_keep_
     config = make_config({"alpha": {"cmd": fake_cmd()}})
     async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
         hub = daemon.operator.events
-        reader, writer = await asyncio.open_connection("127.0.0.1", daemon.port)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fill up sooner
+        sock.connect(("127.0.0.1", daemon.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
         writer.write(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
         await writer.drain()
         async with http.get(f"http://127.0.0.1:{daemon.port}/api/events") as good:
@@ -98,11 +102,13 @@ async def test_a_client_that_never_reads_is_dropped_and_told_while_readers_keep_
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.01)
             line = b"x" * 1000 + b"\n"
+            bulk = {"filler": "y" * 100_000}
             largest = 0
             while hub.dropped_clients == 0:
                 assert time.monotonic() < deadline, "the stuck client was never dropped"
                 for _ in range(50):
-                    daemon.logs.proxy.write(line)
+                    daemon.logs.proxy.write(line)  # capped per batch: the live log stays small
+                hub.publish("bulk", bulk)  # uncapped: what fills a client that does not read
                 await asyncio.sleep(events.FLUSH_INTERVAL / 2)
                 largest = max([largest, *(c.size for c in hub.clients)])
             assert largest <= events.CLIENT_BUFFER

@@ -23,7 +23,8 @@ const el = (tag, attrs = {}, ...kids) => {
   for (const kid of kids) node.append(kid);
   return node;
 };
-const fmtS = (s) => (s === null || s === undefined ? "–" : s < 1 ? `${(s * 1000).toFixed(0)} ms` : `${s.toFixed(2)} s`);
+const fmtS = (s) => (s === null || s === undefined ? "–"
+  : s < 1 ? `${(s * 1000).toFixed(s < 0.01 ? 1 : 0)} ms` : `${s.toFixed(2)} s`);
 const fmtTime = (unix) => (unix ? new Date(unix * 1000).toLocaleTimeString() : "–");
 const api = async (path, opts = {}) => {
   const r = await fetch(path, { credentials: "same-origin", ...opts });
@@ -257,7 +258,9 @@ function segments(now) {
 function drawTimeline() {
   if (S.page !== "timeline") return;
   const now = Date.now() / 1000;
-  const span = Number($("#timeline-window").value);
+  const choice = $("#timeline-window").value;
+  const first = S.states.length ? S.states[0].t : now - 60;
+  const span = choice === "fit" ? Math.max(10, (now - first) * 1.02) : Number(choice);
   const { models, bars } = segments(now);
   const colour = (alpha) => (ctx) => {
     const row = ctx.raw ? ctx.raw.row : 0;
@@ -269,6 +272,7 @@ function drawTimeline() {
     borderSkipped: false, barPercentage: 0.8, categoryPercentage: 1, grouped: false,
   }));
   const x = { type: "linear", min: now - span, max: now, ticks: { callback: (v) => new Date(v * 1000).toLocaleTimeString() } };
+  const gutter = (scale) => { scale.width = 80; }; // the same left edge for both charts
   const total = Object.values(bars).reduce((n, b) => n + b.length, 0);
   $("#page-timeline").dataset.segments = total;
   if (!gantt) {
@@ -276,7 +280,7 @@ function drawTimeline() {
       type: "bar",
       data: { labels: models, datasets },
       options: { indexAxis: "y", maintainAspectRatio: false, animation: false, parsing: { xAxisKey: "x", yAxisKey: "y" },
-        scales: { x, y: { type: "category", labels: models, stacked: true } },
+        scales: { x, y: { type: "category", labels: models, stacked: true, afterFit: gutter } },
         plugins: { legend: { labels: { generateLabels: () => Object.entries(STATE_STYLE).map(([s, a]) => ({ text: s === "starting" ? "loading" : s, fillStyle: `rgba(31,119,180,${a})`, strokeStyle: "transparent" })) } } } },
     });
   } else {
@@ -292,7 +296,8 @@ function drawTimeline() {
     queueChart = new Chart($("#queue-chart"), {
       type: "line",
       data: { datasets: [{ label: "queue", data: points, stepped: "before", borderColor: "#000", borderWidth: 1, pointRadius: 0 }] },
-      options: { maintainAspectRatio: false, animation: false, scales: { x: { ...x }, y: { beginAtZero: true, ticks: { precision: 0 } } } },
+      options: { maintainAspectRatio: false, animation: false, plugins: { legend: { display: false }, title: { display: true, text: "queue depth" } },
+        scales: { x: { ...x }, y: { beginAtZero: true, ticks: { precision: 0 }, afterFit: gutter } } },
     });
   } else {
     queueChart.data.datasets[0].data = points;
