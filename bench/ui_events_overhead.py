@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from proxy_overhead import (  # noqa: E402
     JSON_BODY,
+    cpu_seconds,
     ensure_tools,
     lua,
     nginx_bin,
@@ -55,7 +57,10 @@ async def clients(port: int, count: int, seconds: float) -> dict[str, int]:
     import aiohttp
 
     received = [0] * (count - 1)
-    _, writer = await asyncio.open_connection("127.0.0.1", port)  # never reads
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a browser tab that froze
+    sock.connect(("127.0.0.1", port))
+    _, writer = await asyncio.open_connection(sock=sock)  # never reads
     writer.write(b"GET /api/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")
     await writer.drain()
 
@@ -114,7 +119,7 @@ models:
             )
             daemon_log = tmp / "daemon.log"
             daemon = subprocess.Popen(
-                serve_argv(config, daemon_port, "--activity-db", ""),
+                serve_argv(config, daemon_port, "--activity-db", "", "--activity-max-rows", "5000"),
                 stdout=subprocess.DEVNULL,
                 stderr=daemon_log.open("wb"),
             )
@@ -125,6 +130,8 @@ models:
             wrk_full(url + "/v1/chat/completions", script, args.connections, 1.0)  # warm up
             memory = {"start": rss_kib(daemon.pid)}
             rates: dict[str, list[float]] = {"none": [], "ui": []}
+            cpu: dict[str, list[float]] = {"none": [], "ui": []}
+            """Daemon CPU microseconds per request: far steadier than req/s on a shared box."""
             stats: list[dict[str, int]] = []
             for round_ in range(args.rounds):
                 for side in ("none", "ui"):
@@ -144,17 +151,21 @@ models:
                             stdout=subprocess.PIPE,
                         )
                         time.sleep(1.0)  # let them connect and take the initial batch
+                    before = cpu_seconds(daemon.pid)
                     result = wrk_full(
                         url + "/v1/chat/completions", script, args.connections, args.seconds
                     )
+                    used = cpu_seconds(daemon.pid) - before
                     rates[side].append(result.rps)
+                    cpu[side].append(1e6 * used / max(1.0, result.rps * args.seconds))
                     if watcher is not None:
                         memory[f"during round {round_ + 1}"] = rss_kib(daemon.pid)
                         out, _ = watcher.communicate(timeout=60)
                         stats.append(json.loads(out))
                     print(
                         f"round {round_ + 1} {side:>4}: {result.rps:8.0f} req/s "
-                        f"p50 {result.p50 * 1000:.2f} ms (non-2xx {result.bad})",
+                        f"p50 {result.p50 * 1000:.2f} ms, daemon {cpu[side][-1]:.0f} us CPU/request "
+                        f"(non-2xx {result.bad})",
                         flush=True,
                     )
             memory["end"] = rss_kib(daemon.pid)
@@ -165,6 +176,11 @@ models:
             loss = 100.0 * (none - ui) / none
             print(f"median: no UI clients {none:.0f} req/s, {args.clients} UI clients {ui:.0f}")
             print(f"loss with UI clients: {loss:.1f}% (target <= 5%)")
+            c_none, c_ui = statistics.median(cpu["none"]), statistics.median(cpu["ui"])
+            print(
+                f"daemon CPU per request: {c_none:.0f} us without, {c_ui:.0f} us with UI clients "
+                f"(+{100.0 * (c_ui - c_none) / c_none:.1f}%: the req/s a CPU-bound daemon loses)"
+            )
             print(
                 "daemon RSS (MiB): " + ", ".join(f"{k} {v / 1024:.1f}" for k, v in memory.items())
             )
@@ -174,7 +190,10 @@ models:
                     f"(least {s['min_reader'] / 1e6:.2f} MB each)"
                 )
             drops = daemon_log.read_text().count("dropped a UI client")
-            print(f"UI clients dropped: {drops} (the never-reading one, once per UI round)")
+            print(
+                f"UI clients dropped: {drops} (the never-reading one is dropped once the kernel's "
+                "socket buffers and its 1 MiB are full)"
+            )
             statuses = [
                 line for line in metrics.splitlines() if line.startswith("llamaswap_http_requests")
             ]

@@ -14,17 +14,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llamaswap.daemon.activity import NAMES, ActivitySettings, ActivityStore, Filters
+from llamaswap.daemon.activity import NAMES, ActivitySettings, ActivityStore, Filters, values
 from llamaswap.daemon.testing import fake_cmd, make_config, running_daemon
 
 KEY = "sk-activity-key"
 
 
-def _row(i: int, **over: object) -> dict[str, object]:
+def _row(i: int, **over: object) -> tuple[object, ...]:
     row: dict[str, object] = dict.fromkeys(NAMES)
     row.update(ts=time.time(), model="m", status=200, total=0.01 * (i % 50), request_id=str(i))
     row.update(over)
-    return row
+    return values(row)
 
 
 @settings(max_examples=25, deadline=None)
@@ -55,6 +55,7 @@ def test_rows_older_than_the_age_bound_are_deleted_and_captures_with_them() -> N
         store.add(_row(2))
         store.flush()
         with store._lock:  # the age prune runs every minute; run it now
+            store._pruned_at = 0.0
             store._prune(time.time())
         assert [r["request_id"] for r in store.rows(Filters())] == ["2"]
         assert old is not None and store.capture(old) is None
@@ -220,3 +221,23 @@ async def test_captures_are_off_by_default_and_size_capped_without_keys_when_on(
         headers = {k.lower() for k in capture["req_headers"]}
         assert "authorization" not in headers and "content-type" in headers
         assert KEY not in str(capture)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":34,"total_tokens":46}}',
+        b'data: {"choices":[{"delta":{"content":"a"}}],"usage":null}\n\n'
+        b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,'
+        b'"prompt_tokens_details":{"cached_tokens":1}}}\n\ndata: [DONE]\n\n',
+        b'{"type":"message","usage":{"input_tokens":3,"output_tokens":9}}',
+        b'{"object":"list","data":[],"usage":{"prompt_tokens":8,"total_tokens":8}}',
+        b'{"choices":[{"message":{"content":"no usage here"}}]}',
+        b'data: {"usage":null}\n\n',
+    ],
+)
+def test_the_fast_usage_scan_agrees_with_the_json_parse(body: bytes) -> None:
+    from llamaswap.daemon.facts import usage_counts
+    from llamaswap.record.usage import usage_of
+
+    assert usage_counts(body) == usage_of(body)

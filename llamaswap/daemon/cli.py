@@ -32,7 +32,8 @@ def default_activity_db() -> str:
 def _activity(args: argparse.Namespace) -> ActivitySettings:
     path = default_activity_db() if args.activity_db is None else args.activity_db
     return ActivitySettings(
-        path=None if path in ("", ":memory:") else path,
+        enabled=path != "none",
+        path=None if path in ("", ":memory:", "none") else path,
         max_rows=args.activity_max_rows,
         max_age=args.activity_max_days * 86400.0,
         capture_bytes=int(args.capture_kb * 1024),
@@ -259,7 +260,7 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         default=None,
         help="SQLite activity store behind the UI's Activity page (default: "
-        "$XDG_STATE_HOME/llamaswap/activity.sqlite; '' keeps it in memory)",
+        "$XDG_STATE_HOME/llamaswap/activity.sqlite; '' keeps it in memory, 'none' turns it off)",
     )
     parser.add_argument(
         "--activity-max-rows",

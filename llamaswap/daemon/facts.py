@@ -8,6 +8,7 @@ logging decisions and pays nothing but a few attribute writes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,6 +19,30 @@ from llamaswap.record.usage import UsageTap
 
 if TYPE_CHECKING:
     from llamaswap.daemon.host import Ticket
+
+
+_COUNT = re.compile(rb'"(prompt_tokens|input_tokens|completion_tokens|output_tokens)"\s*:\s*(\d+)')
+_PROMPT = (b"prompt_tokens", b"input_tokens")
+
+
+def usage_counts(tail: bytes) -> tuple[int | None, int | None]:
+    """``(prompt_tokens, completion_tokens)`` of the last ``usage`` object in a body's tail.
+
+    What :func:`llamaswap.record.usage.usage_of` finds, without decoding the JSON: every request
+    pays for this, and a regex over the few hundred bytes after the last ``"usage"`` costs a tenth
+    of ``json.loads`` on the whole body (OpenAI streams repeat ``"usage":null`` in each chunk; the
+    last occurrence is the final chunk's object).
+    """
+    at = tail.rfind(b'"usage"')
+    if at < 0:
+        return None, None
+    prompt = completion = None
+    for match in _COUNT.finditer(tail, at, at + 512):
+        if match.group(1) in _PROMPT:
+            prompt = int(match.group(2)) if prompt is None else prompt
+        elif completion is None:
+            completion = int(match.group(2))
+    return prompt, completion
 
 
 class ResponseTap(UsageTap):
@@ -45,7 +70,7 @@ class RequestFacts:
     ticket: Ticket | None = None
     first_byte: float | None = None
     """Loop time of the first response byte relayed."""
-    tap: ResponseTap | None = None
+    tap: UsageTap | None = None
     status: int | None = None
     """The handler's own verdict (a stream cut by a dying upstream is a 502 sent as a 200)."""
     request_body: bytes | None = None

@@ -10,6 +10,7 @@ watches and reports, it never takes a scheduling decision.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections import deque
@@ -28,10 +29,11 @@ from llamaswap.core.observe import (
 )
 from llamaswap.core.process import ProcessState
 from llamaswap.daemon.access_log import AccessLog, AccessRecord
-from llamaswap.daemon.activity import ActivitySettings, ActivityStore
+from llamaswap.daemon.activity import NAMES, ActivitySettings, ActivityStore
 from llamaswap.daemon.events import EventHub, dumps, frame
-from llamaswap.daemon.facts import FACTS, RequestFacts, ResponseTap
+from llamaswap.daemon.facts import FACTS, RequestFacts, ResponseTap, usage_counts
 from llamaswap.daemon.uiauth import LOGIN_PATHS, Sessions, key_name, login_page
+from llamaswap.record.usage import UsageTap
 
 if TYPE_CHECKING:
     from llamaswap.daemon.host import Ticket
@@ -85,10 +87,11 @@ class OperatorView:
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._offset = time.time() - loop.time()
-        self.store = ActivityStore(self.activity_settings)
+        if self.activity_settings.enabled:
+            self.store = ActivityStore(self.activity_settings)
         logs = self.daemon.logs
-        logs.proxy.listeners.append(lambda data: self.events.log("proxy", data))
-        logs.upstream.listeners.append(lambda data: self.events.log("upstream", data))
+        logs.proxy.listeners.append(functools.partial(self.events.log, "proxy"))
+        logs.upstream.listeners.append(functools.partial(self.events.log, "upstream"))
 
     async def stop(self) -> None:
         self.events.close()
@@ -107,7 +110,19 @@ class OperatorView:
     # ================================================================== core observations
 
     def observe(self, obs: Observation) -> None:
-        if isinstance(obs, ProcessStateChanged):
+        """Checked most frequent first: this runs for every observation the core makes."""
+        if isinstance(obs, QueueDepth):
+            self.timeline.queue.append((self.unix(obs.at), obs.depth))
+            if self.events.active:
+                self.events.publish(
+                    "queueDepth", {"depth": obs.depth, "at": round(self.unix(obs.at), 3)}
+                )
+                self.events.publish("scheduler", self.scheduler_state)
+                self.events.publish("modelStatus", self.model_status)
+        elif isinstance(obs, RequestGranted):
+            if self.events.active:
+                self.events.publish("modelStatus", self.model_status)
+        elif isinstance(obs, ProcessStateChanged):
             self.timeline.states.append(
                 {"t": round(self.unix(obs.at), 3), "model": obs.model, "state": obs.new}
             )
@@ -127,14 +142,6 @@ class OperatorView:
                     },
                 )
                 self.events.publish("modelStatus", self.model_status)
-        elif isinstance(obs, QueueDepth):
-            self.timeline.queue.append((self.unix(obs.at), obs.depth))
-            if self.events.active:
-                self.events.publish(
-                    "queueDepth", {"depth": obs.depth, "at": round(self.unix(obs.at), 3)}
-                )
-                self.events.publish("scheduler", self.scheduler_state)
-                self.events.publish("modelStatus", self.model_status)
         elif isinstance(obs, SwapStarted | SwapFinished) and self.events.active:
             swap: dict[str, Any] = {"model": obs.model, "at": round(self.unix(obs.at), 3)}
             if isinstance(obs, SwapStarted):
@@ -143,8 +150,6 @@ class OperatorView:
                 swap.update(event="finished", error=obs.error)
             self.events.publish("swap", swap)
             self.events.publish("scheduler", self.scheduler_state)
-        elif isinstance(obs, RequestGranted) and self.events.active:
-            self.events.publish("modelStatus", self.model_status)
 
     # ================================================================== state for the UI
 
@@ -255,7 +260,7 @@ class OperatorView:
         if self.events.active:
             self.events.inflight_start(str(ticket.request.id), lambda: self._describe(ticket))
 
-    def response_tap(self, facts: RequestFacts, also: Callable[[], None] | None) -> ResponseTap:
+    def response_tap(self, facts: RequestFacts, also: Callable[[], None] | None) -> UsageTap:
         """The relay's body tap: first byte time, usage tail, and (when on) the capture head."""
         host = self.daemon.runtime.host
 
@@ -264,8 +269,9 @@ class OperatorView:
             if also is not None:
                 also()
 
-        facts.tap = ResponseTap(first, self.activity_settings.capture_bytes)
-        return facts.tap
+        cap = self.activity_settings.capture_bytes
+        tap = facts.tap = ResponseTap(first, cap) if cap else UsageTap(first)
+        return tap
 
     def capture_request(self, facts: RequestFacts, body: bytes) -> None:
         cap = self.activity_settings.capture_bytes
@@ -314,108 +320,82 @@ class OperatorView:
         started: float,
         loop_start: float,
     ) -> None:
+        """Once per request, on the hot path: kept to plain tuples and attribute reads."""
         daemon = self.daemon
         total = time.monotonic() - started
+        unix = time.time()
         facts: RequestFacts | None = request.get(FACTS)
         size = _body_length(response)
         daemon.metrics.http_done(status)
+        method, path = request.method, request.path
         if facts is None:
             self.access_log.write(
-                AccessRecord(
-                    time.time(), request.method, request.path, "", status, size, None, total, ""
-                )
+                AccessRecord(unix, method, path, "", status, size, None, total, "")
             )
-            if request.path != "/api/events":
+            if path != "/api/events":
                 daemon.access(request, status, started)
             return
         if facts.status is not None:
             status = facts.status
         model = facts.model
         ticket = facts.ticket
-        request_id = facts.request_id or (str(ticket.request.id) if ticket is not None else "")
         granted = ticket.granted_at if ticket is not None else None
         wait = (
             granted - ticket.request.arrival if ticket is not None and granted is not None else None
         )
+        request_id = facts.request_id or (str(ticket.request.id) if ticket is not None else "")
         daemon.metrics.request_done(model, status, total)
         self.access_log.write(
-            AccessRecord(
-                time.time(),
-                request.method,
-                request.path,
-                model,
-                status,
-                size,
-                wait,
-                total,
-                request_id,
-            )
+            AccessRecord(unix, method, path, model, status, size, wait, total, request_id)
         )
         daemon.access(request, status, started)
-        now = loop_start + total
-        if model and ticket is not None and ticket.granted:
-            self.last_used[model] = now
         if ticket is not None:
+            if ticket.granted:
+                self.last_used[model] = loop_start + total
             self.events.inflight_end(str(ticket.request.id))
         store = self.store
         if store is None:
             return
-        row = self._row(request, facts, status, size, wait, total, loop_start, request_id)
+        prompt = completion = None
+        if facts.tap is not None and facts.tap.bytes:
+            prompt, completion = usage_counts(facts.tap.tail)
+        first = facts.first_byte
+        tps = load_wait = None
+        if granted is not None and ticket is not None:
+            if completion:  # over the service time (grant -> end): what the upstream delivered
+                service = loop_start + total - granted
+                tps = completion / service if service > 0 else None
+            load = self._loads.get(model)
+            if load is not None:
+                load_wait = max(0.0, min(granted, load[1]) - max(ticket.request.arrival, load[0]))
+        keys = daemon.runtime.config.api_keys
+        row = (  # in activity.NAMES order
+            unix - total,
+            model,
+            daemon.runtime.router.scheduler.name,
+            method,
+            path,
+            status,
+            int(facts.stream),
+            wait,
+            load_wait,
+            None if first is None else first - loop_start,
+            total,
+            prompt,
+            completion,
+            tps,
+            size,
+            key_name(self.sessions.presented(request), keys) if keys else "",
+            request_id,
+        )
         capture = (
             self._capture(request, facts, response)
             if self.activity_settings.capture_bytes
             else None
         )
         row_id = store.add(row, capture)
-        if row_id is not None:
-            self.events.activity(row_id, row)
-
-    def _row(
-        self,
-        request: web.Request,
-        facts: RequestFacts,
-        status: int,
-        size: int,
-        wait: float | None,
-        total: float,
-        loop_start: float,
-        request_id: str,
-    ) -> dict[str, Any]:
-        ticket = facts.ticket
-        prompt = completion = None
-        if facts.tap is not None:
-            prompt, completion = facts.tap.usage()
-        ttfb = None if facts.first_byte is None else facts.first_byte - loop_start
-        tps = None  # over the service time (grant -> end): what the upstream delivered
-        if completion and ticket is not None and ticket.granted_at is not None:
-            service = loop_start + total - ticket.granted_at
-            tps = round(completion / service, 2) if service > 0 else None
-        load_wait = None
-        if ticket is not None and ticket.granted_at is not None:
-            load = self._loads.get(facts.model)
-            if load is not None:
-                overlap = min(ticket.granted_at, load[1]) - max(ticket.request.arrival, load[0])
-                load_wait = round(max(0.0, overlap), 6)
-        keys = self.daemon.runtime.config.api_keys
-        return {
-            "ts": round(time.time() - total, 3),
-            "model": facts.model,
-            "scheduler": self.daemon.runtime.router.scheduler.name,
-            "method": request.method,
-            "path": request.path,
-            "status": status,
-            "stream": int(facts.stream),
-            "queue_wait": None if wait is None else round(wait, 6),
-            "load_wait": load_wait,
-            "ttfb": None if ttfb is None else round(ttfb, 6),
-            "total": round(total, 6),
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "tokens_per_s": tps,
-            "bytes": size,
-            "key_name": key_name(self.sessions.presented(request), keys) if keys else "",
-            "request_id": request_id,
-        }
+        if row_id is not None and self.events.active:
+            self.events.activity(row_id, dict(zip(NAMES, row, strict=True)))
 
     @staticmethod
     def _capture(
@@ -426,7 +406,7 @@ class OperatorView:
                 {k: v for k, v in headers.items() if k.lower() not in _SECRET_HEADERS}
             )
 
-        head = facts.tap.head if facts.tap is not None else None
+        head = getattr(facts.tap, "head", None)
         return (
             request.path,
             safe(request.headers),
@@ -441,11 +421,9 @@ def _body_length(response: web.StreamResponse | None) -> int:
     a streamed one has been (aiohttp counts what it wrote)."""
     if response is None:
         return 0
-    if isinstance(response, web.Response):
+    if type(response) is web.Response:
         body = response.body
-        if isinstance(body, bytes | bytearray):
-            return len(body)
-        return response.content_length or 0
+        return len(body) if type(body) is bytes else response.content_length or 0
     return response.body_length
 
 
