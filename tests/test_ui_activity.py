@@ -241,3 +241,14 @@ def test_the_fast_usage_scan_agrees_with_the_json_parse(body: bytes) -> None:
     from llamaswap.record.usage import usage_of
 
     assert usage_counts(body) == usage_of(body)
+
+
+def test_a_file_that_is_not_a_store_is_one_clear_error(tmp_path: Path) -> None:
+    from llamaswap.daemon.activity import ActivityStoreError
+
+    bad = tmp_path / "notes.sqlite"
+    bad.write_text("not a database")
+    with pytest.raises(
+        ActivityStoreError, match=r"activity store .*notes\.sqlite: file is not a database"
+    ):
+        ActivityStore(ActivitySettings(path=str(bad)))

@@ -58,6 +58,10 @@ HISTOGRAM_EDGES = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120
 """Seconds; the latency histogram's bucket upper bounds (the last bucket is open)."""
 
 
+class ActivityStoreError(Exception):
+    """The store's file cannot be opened or is not an activity store: one line for the operator."""
+
+
 _Row = tuple[int, Sequence[Any], Sequence[Any] | None]
 _Item = _Row | threading.Event | None
 
@@ -159,6 +163,14 @@ class Filters:
 class ActivityStore:
     def __init__(self, settings: ActivitySettings | None = None) -> None:
         self.settings = settings or ActivitySettings()
+        try:
+            self._open()
+        except (OSError, sqlite3.Error) as exc:
+            raise ActivityStoreError(
+                f"activity store {self.settings.path or ':memory:'}: {exc}"
+            ) from None
+
+    def _open(self) -> None:
         target = self.settings.path
         if target is not None:
             Path(target).parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import logging
 import signal
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from llamaswap import __version__
 from llamaswap.config import Config, ConfigError, load_config
 from llamaswap.daemon.access_log import FORMATS, AccessLog
-from llamaswap.daemon.activity import ActivitySettings
+from llamaswap.daemon.activity import ActivitySettings, ActivityStoreError
 from llamaswap.daemon.server import DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_BODY, Daemon
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -123,8 +122,8 @@ async def _serve(args: argparse.Namespace, config: Config) -> int:
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         await daemon.start(host, port)
-    except sqlite3.Error as exc:
-        print(f"llamaswap: --activity-db: cannot open the activity store: {exc}", file=sys.stderr)
+    except ActivityStoreError as exc:
+        print(f"llamaswap: --activity-db: {exc}", file=sys.stderr)
         await daemon.stop()
         return 1
     except OSError as exc:

@@ -124,19 +124,7 @@ async function openModelLog(id) {
   modelLogAbort = new AbortController();
   $("#model-log-box").hidden = false;
   $("#model-log-name").textContent = id;
-  const pre = $("#model-log");
-  pre.textContent = "";
-  try {
-    const r = await api(`/logs/stream/${encodeURIComponent(id)}`, { signal: modelLogAbort.signal });
-    const reader = r.body.getReader();
-    const dec = new TextDecoder();
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      pre.textContent = (pre.textContent + dec.decode(value, { stream: true })).slice(-LOG_LIMIT);
-      pre.scrollTop = pre.scrollHeight;
-    }
-  } catch (e) { if (e.name !== "AbortError") pre.textContent += `\n[${e.message}]`; }
+  await streamInto($("#model-log"), id, modelLogAbort);
 }
 $("#model-log-close").onclick = () => { if (modelLogAbort) modelLogAbort.abort(); $("#model-log-box").hidden = true; };
 
@@ -339,11 +327,40 @@ function renderSwaps() {
 // ------------------------------------------------------------------ logs
 
 function renderLogs() {
+  const sel = $("#log-source");
+  const models = S.models.map((m) => `model:${m.id}`);
+  const have = [...sel.options].map((o) => o.value).filter((v) => v.startsWith("model:"));
+  if (have.join() !== models.join()) {
+    for (const o of [...sel.options]) if (o.value.startsWith("model:")) o.remove();
+    for (const v of models) sel.append(el("option", { value: v, text: `model ${v.slice(6)}` }));
+  }
+  if (sel.value.startsWith("model:")) return; // streamed by openLogStream
   const pre = $("#log-view");
-  pre.textContent = S.logs[$("#log-source").value] || "";
+  pre.textContent = S.logs[sel.value] || "";
   if ($("#log-follow").checked) pre.scrollTop = pre.scrollHeight;
 }
-$("#log-source").onchange = renderLogs;
+let logAbort = null;
+async function streamInto(pre, id, abort) {
+  // a model's own log: /logs/stream/{id} (history first, then live), read as it arrives
+  pre.textContent = "";
+  try {
+    const r = await api(`/logs/stream/${encodeURIComponent(id)}`, { signal: abort.signal });
+    const reader = r.body.getReader();
+    const dec = new TextDecoder();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      pre.textContent = (pre.textContent + dec.decode(value, { stream: true })).slice(-LOG_LIMIT);
+      pre.scrollTop = pre.scrollHeight;
+    }
+  } catch (e) { if (e.name !== "AbortError") pre.textContent += `\n[${e.message}]`; }
+}
+$("#log-source").onchange = () => {
+  if (logAbort) { logAbort.abort(); logAbort = null; }
+  const v = $("#log-source").value;
+  if (v.startsWith("model:")) { logAbort = new AbortController(); streamInto($("#log-view"), v.slice(6), logAbort); }
+  else renderLogs();
+};
 
 // ------------------------------------------------------------------ what-if
 
