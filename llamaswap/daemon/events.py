@@ -91,6 +91,12 @@ class EventHub:
         self._logs: dict[str, bytearray] = {}
         self._log_skipped: dict[str, int] = {}
         self._activity: deque[tuple[int, Any]] = deque(maxlen=ACTIVITY_PER_BATCH)
+        self.describe: Callable[[Any], dict[str, Any]] = lambda item: {"id": str(item)}
+        """Turns what :meth:`inflight_start` got into the ``inflight`` request (at flush only)."""
+        self.state: Callable[[], list[tuple[str, Any]]] = list
+        """The state-like messages (``modelStatus``, ``scheduler``, ``queueDepth``), built at a
+        flush after :meth:`state_changed`: a busy queue costs one flag per change, not messages."""
+        self._state_dirty = False
         self._activity_seen = 0
         self._timer: asyncio.TimerHandle | None = None
         self._ping: asyncio.TimerHandle | None = None
@@ -111,20 +117,26 @@ class EventHub:
             self._batch.append((kind, data))
         self._arm()
 
+    def state_changed(self) -> None:
+        if self.clients:
+            self._state_dirty = True
+            self._arm()
+
     def activity(self, row_id: int, row: Any) -> None:
-        """A finished request's row (llama-swap sends ``{"id": N}``; we add the row itself)."""
+        """A finished request's row (llama-swap sends ``{"id": N}``; we add the row itself).
+        ``row``: a mapping, or a callable giving one (called only for the rows sent)."""
         if not self.clients:
             return
         self._activity.append((row_id, row))
         self._activity_seen += 1
         self._arm()
 
-    def inflight_start(self, request_id: str, describe: Callable[[], dict[str, Any]]) -> None:
+    def inflight_start(self, request_id: str, item: Any) -> None:
         if not self.clients:
             return
         if request_id not in self._inflight:
             self._inflight_order.append(request_id)
-        self._inflight[request_id] = describe
+        self._inflight[request_id] = item
         self._arm()
 
     def inflight_end(self, request_id: str) -> None:
@@ -171,7 +183,8 @@ class EventHub:
         self._logs = {}
         self._log_skipped = {}
         for row_id, row in self._activity:
-            parts.append(frame("activity", dumps({"id": row_id, "row": {"id": row_id, **row}})))
+            fields = row() if callable(row) else row
+            parts.append(frame("activity", dumps({"id": row_id, "row": {"id": row_id, **fields}})))
         skipped_rows = self._activity_seen - len(self._activity)
         if skipped_rows > 0:
             last = self._activity[-1][0]
@@ -181,10 +194,10 @@ class EventHub:
         for request_id in self._inflight_order:
             if request_id not in self._inflight:
                 continue
-            describe = self._inflight[request_id]
+            item = self._inflight[request_id]
             body: dict[str, Any] = (
-                {"operation": "upsert", "request": describe()}
-                if describe is not None
+                {"operation": "upsert", "request": self.describe(item)}
+                if item is not None
                 else {"operation": "remove", "id": request_id}
             )
             parts.append(frame("inflight", dumps(body)))
@@ -193,6 +206,10 @@ class EventHub:
         for kind, message in self._batch:
             parts.append(frame(kind, message if isinstance(message, str) else dumps(message)))
         self._batch.clear()
+        if self._state_dirty:
+            self._state_dirty = False
+            for kind, value in self.state():
+                self._latest.setdefault(kind, value)
         for kind, latest in self._latest.items():
             value = latest() if callable(latest) else latest
             parts.append(frame(kind, dumps(value)))

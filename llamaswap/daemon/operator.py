@@ -90,6 +90,8 @@ class OperatorView:
         if self.activity_settings.enabled:
             self.store = ActivityStore(self.activity_settings)
         logs = self.daemon.logs
+        self.events.describe = self._describe
+        self.events.state = self._state_messages
         logs.proxy.listeners.append(functools.partial(self.events.log, "proxy"))
         logs.upstream.listeners.append(functools.partial(self.events.log, "upstream"))
 
@@ -102,7 +104,7 @@ class OperatorView:
     def attach(self, runtime: Runtime) -> None:
         """A new runtime (start, reload): watch its core's observations."""
         runtime.host.on_observe = self.observe
-        self.events.publish("modelStatus", self.model_status)
+        self.events.state_changed()
 
     def unix(self, loop_time: float) -> float:
         return loop_time + self._offset
@@ -113,15 +115,9 @@ class OperatorView:
         """Checked most frequent first: this runs for every observation the core makes."""
         if isinstance(obs, QueueDepth):
             self.timeline.queue.append((self.unix(obs.at), obs.depth))
-            if self.events.active:
-                self.events.publish(
-                    "queueDepth", {"depth": obs.depth, "at": round(self.unix(obs.at), 3)}
-                )
-                self.events.publish("scheduler", self.scheduler_state)
-                self.events.publish("modelStatus", self.model_status)
+            self.events.state_changed()
         elif isinstance(obs, RequestGranted):
-            if self.events.active:
-                self.events.publish("modelStatus", self.model_status)
+            self.events.state_changed()
         elif isinstance(obs, ProcessStateChanged):
             self.timeline.states.append(
                 {"t": round(self.unix(obs.at), 3), "model": obs.model, "state": obs.new}
@@ -141,7 +137,7 @@ class OperatorView:
                         "at": round(self.unix(obs.at), 3),
                     },
                 )
-                self.events.publish("modelStatus", self.model_status)
+                self.events.state_changed()
         elif isinstance(obs, SwapStarted | SwapFinished) and self.events.active:
             swap: dict[str, Any] = {"model": obs.model, "at": round(self.unix(obs.at), 3)}
             if isinstance(obs, SwapStarted):
@@ -149,9 +145,18 @@ class OperatorView:
             else:
                 swap.update(event="finished", error=obs.error)
             self.events.publish("swap", swap)
-            self.events.publish("scheduler", self.scheduler_state)
+            self.events.state_changed()
 
     # ================================================================== state for the UI
+
+    def _state_messages(self) -> list[tuple[str, Any]]:
+        queue = self.timeline.queue
+        t, depth = queue[-1] if queue else (time.time(), 0)
+        return [
+            ("modelStatus", self.model_status()),
+            ("scheduler", self.scheduler_state()),
+            ("queueDepth", {"depth": depth, "at": round(t, 3)}),
+        ]
 
     def model_status(self) -> list[dict[str, Any]]:
         """llama-swap's ``modelStatus`` items plus queue, in flight, last use and TTL left."""
@@ -257,8 +262,7 @@ class OperatorView:
 
     def request_started(self, ticket: Ticket) -> None:
         """Called right after the handler submitted its ticket to the core."""
-        if self.events.active:
-            self.events.inflight_start(str(ticket.request.id), lambda: self._describe(ticket))
+        self.events.inflight_start(str(ticket.request.id), ticket)
 
     def response_tap(self, facts: RequestFacts, also: Callable[[], None] | None) -> UsageTap:
         """The relay's body tap: first byte time, usage tail, and (when on) the capture head."""
@@ -395,7 +399,7 @@ class OperatorView:
         )
         row_id = store.add(row, capture)
         if row_id is not None and self.events.active:
-            self.events.activity(row_id, dict(zip(NAMES, row, strict=True)))
+            self.events.activity(row_id, functools.partial(_fields, row))
 
     @staticmethod
     def _capture(
@@ -414,6 +418,10 @@ class OperatorView:
             safe(response.headers) if response is not None else "{}",
             bytes(head) if head is not None else None,
         )
+
+
+def _fields(row: tuple[Any, ...]) -> dict[str, Any]:
+    return dict(zip(NAMES, row, strict=True))
 
 
 def _body_length(response: web.StreamResponse | None) -> int:
