@@ -31,8 +31,8 @@ from aiohttp import web
 log = logging.getLogger("llamaswap.events")
 
 FLUSH_INTERVAL = 0.1
-ACTIVITY_PER_BATCH = 20
-LOG_PER_BATCH = 16 * 1024
+ACTIVITY_PER_BATCH = 10
+LOG_PER_BATCH = 4 * 1024
 CLIENT_BUFFER = 1 << 20
 DROP_GRACE = 2.0
 PING_INTERVAL = 15.0
