@@ -17,7 +17,7 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev,real]'
 	touch $@ $(VENV)/.runtime
 
-.PHONY: demo test lint
+.PHONY: demo test lint browser-deps
 demo: $(VENV)/.runtime
 	$(BIN)/llamaswap sim scenarios/default.yaml
 
@@ -25,6 +25,14 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy llamaswap sim
 
-test: lint
+# The web UI's browser tests drive Debian's chromium with Playwright (no browser download from a
+# CDN: there is no network for it). Idempotent: nothing happens once the binary is there.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser-deps:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium; }
+
+test: lint browser-deps
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
 	$(BIN)/coverage report --include='llamaswap/core/*' --fail-under=90

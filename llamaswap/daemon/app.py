@@ -32,10 +32,10 @@ from llamaswap.daemon.extract import (
     extract,
     replace_multipart_model,
 )
+from llamaswap.daemon.facts import facts_of
 from llamaswap.daemon.forward import relay, request_headers
 from llamaswap.daemon.loading import wait_with_loading_state
 from llamaswap.daemon.logs import LogMonitor
-from llamaswap.record.usage import UsageTap
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -158,6 +158,7 @@ class Api:
 
     def model_handler(self, *, query_first: bool = False, strip_prefix: str = "") -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
+            facts_of(request)  # a model route: the operator's view logs and stores it
             return await self._dispatch(request, query_first, strip_prefix)
 
         return handle
@@ -178,6 +179,7 @@ class Api:
         except BodyTooLargeError as exc:
             return error_response(request, 413, f"request body too large: {exc}")
         body: bytes | AsyncIterator[bytes] = received.head
+        self.server.operator.capture_request(facts_of(request), received.head)
         try:
             found = extract(content_type, received.head, request.query, query_first=query_first)
         except BadRequestError as exc:
@@ -192,6 +194,8 @@ class Api:
         if model_id is None:
             return error_response(request, 404, f"model {found.model!r} is not configured")
         model = config.models[model_id]
+        seen = facts_of(request)
+        seen.model, seen.stream = model_id, bool(found.stream)
         if found.json_body is not None:
             if apply_filters(
                 found.json_body, model.use_model_name, model.strip_params, model.set_params
@@ -248,15 +252,23 @@ class Api:
         request_id: str | None = request.headers.get(REQUEST_ID_HEADER) or None
         if request_id is not None:
             request_id = request_id[:200]
-        tap: UsageTap | None = None
+        seen = facts_of(request)
+        seen.model = model_id
+        on_first = None
         if recorder is not None:
             if request_id is None:
                 request_id = f"req-{next(_record_ids)}"
             max_tokens, stream = facts or (None, False)
             recorder.arrival(request_id, model_id, output_tokens=max_tokens, stream=stream)
             logged_id = request_id
-            tap = UsageTap(lambda: recorder.first_byte(logged_id))
+
+            def on_first() -> None:
+                recorder.first_byte(logged_id)
+
+        tap = server.operator.response_tap(seen, on_first)
         ticket = backend.submit(model_id, request_id=request_id)
+        seen.ticket, seen.request_id = ticket, request_id or ""
+        server.operator.request_started(ticket)
         status = 499
         error_text: str | None = None
         try:
@@ -284,14 +296,14 @@ class Api:
                 body,
                 headers,
                 prepared,
-                tap=tap.chunk if tap is not None else None,
+                tap=tap.chunk,
                 settle=lambda: backend.settle_if_dead(model_id),
                 lean=server.lean,
             )
             status = 502 if error_text is not None else response.status
             return response
         finally:
-            if recorder is not None and tap is not None:
+            if recorder is not None:
                 if ticket.granted:
                     prompt_tokens, output_tokens = tap.usage()
                     recorder.done(
@@ -306,7 +318,8 @@ class Api:
                 else:
                     recorder.done(ticket.request.id, status)
             backend.release(ticket, error_text)
-            server.request_closed(request, model_id, status, started)
+            seen.status = status
+            server.request_closed()
 
     # ================================================================== /upstream passthrough
 
@@ -527,7 +540,9 @@ def _state_name(state: ProcessState | None) -> str:
 
 def build_app(server: Server, client_max_size: int) -> web.Application:
     api = Api(server, client_max_size)
-    app = web.Application(client_max_size=client_max_size, middlewares=[api.middleware])
+    app = web.Application(
+        client_max_size=client_max_size, middlewares=[server.operator.middleware, api.middleware]
+    )
     app.on_startup.append(quiet_gc)
     add = app.router.add_route
     for path in JSON_ROUTES + MULTIPART_ROUTES:

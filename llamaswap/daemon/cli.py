@@ -13,9 +13,30 @@ from typing import Any
 
 from llamaswap import __version__
 from llamaswap.config import Config, ConfigError, load_config
+from llamaswap.daemon.access_log import FORMATS, AccessLog
+from llamaswap.daemon.activity import ActivitySettings, ActivityStoreError
 from llamaswap.daemon.server import DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_BODY, Daemon
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+
+
+def default_activity_db() -> str:
+    """``$XDG_STATE_HOME/llamaswap/activity.sqlite`` (``~/.local/state`` when unset)."""
+    import os
+
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "llamaswap" / "activity.sqlite")
+
+
+def _activity(args: argparse.Namespace) -> ActivitySettings:
+    path = default_activity_db() if args.activity_db is None else args.activity_db
+    return ActivitySettings(
+        enabled=path != "none",
+        path=None if path in ("", ":memory:", "none") else path,
+        max_rows=args.activity_max_rows,
+        max_age=args.activity_max_days * 86400.0,
+        capture_bytes=int(args.capture_kb * 1024),
+    )
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -84,6 +105,8 @@ async def _serve(args: argparse.Namespace, config: Config) -> int:
         max_body=args.max_body_mb * 1024 * 1024,
         drain_timeout=args.drain_timeout,
         recorder=recorder,
+        access_log=AccessLog(args.access_log),
+        activity=_activity(args),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -99,6 +122,10 @@ async def _serve(args: argparse.Namespace, config: Config) -> int:
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         await daemon.start(host, port)
+    except ActivityStoreError as exc:
+        print(f"llamaswap: --activity-db: {exc}", file=sys.stderr)
+        await daemon.stop()
+        return 1
     except OSError as exc:
         print(f"llamaswap: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         await daemon.stop()
@@ -147,6 +174,23 @@ def _positive(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
@@ -204,5 +248,37 @@ def register(subparsers: Any) -> None:
         default=None,
         help="rotate the event log past this size (3 backups kept; default: the config's "
         "record.maxBytes, else 256)",
+    )
+    parser.add_argument(
+        "--access-log",
+        choices=FORMATS,
+        default="text",
+        help="one line per request on stdout: text (default), json, or off",
+    )
+    parser.add_argument(
+        "--activity-db",
+        metavar="FILE",
+        default=None,
+        help="SQLite activity store behind the UI's Activity page (default: "
+        "$XDG_STATE_HOME/llamaswap/activity.sqlite; '' keeps it in memory, 'none' turns it off)",
+    )
+    parser.add_argument(
+        "--activity-max-rows",
+        type=_positive_int,
+        default=100_000,
+        help="activity rows kept (oldest deleted first; default 100000)",
+    )
+    parser.add_argument(
+        "--activity-max-days",
+        type=_positive,
+        default=7.0,
+        help="days an activity row is kept (default 7)",
+    )
+    parser.add_argument(
+        "--capture-kb",
+        type=_non_negative,
+        default=0.0,
+        help="keep request and response bodies up to this size with each activity row "
+        "(GET /api/captures/ID; default 0 = off: bodies are never stored)",
     )
     parser.set_defaults(func=run)

@@ -17,9 +17,9 @@ Both are read-only from here: the HTTP layer asks and submits, it decides nothin
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession
 
 from llamaswap.config.model import Config
 from llamaswap.core.process import ProcessState
@@ -28,6 +28,9 @@ from llamaswap.daemon.logs import Logs
 from llamaswap.daemon.metrics import Metrics
 from llamaswap.daemon.upstream_client import LeanClient
 from llamaswap.record.recorder import Recorder
+
+if TYPE_CHECKING:
+    from llamaswap.daemon.operator import OperatorView
 
 
 class Backend(Protocol):
@@ -93,7 +96,10 @@ class Server(Protocol):
     def request_opened(self) -> None:
         """A model-dispatched request starts: shutdown waits for it to close."""
 
-    def request_closed(
-        self, request: web.BaseRequest, model: str, status: int, started: float
-    ) -> None:
-        """It ended with ``status`` (``started``: its ``time.monotonic()``): count and log it."""
+    def request_closed(self) -> None:
+        """It ended (the operator view's middleware counts, logs and stores it)."""
+
+    @property
+    def operator(self) -> OperatorView:
+        """Access log, activity store and UI event stream: the outermost middleware and the
+        request path's taps (see :mod:`llamaswap.daemon.operator`)."""

@@ -52,6 +52,7 @@ class Ticket:
         "finished",
         "future",
         "granted",
+        "granted_at",
         "on_position",
         "position",
         "preload",
@@ -63,6 +64,7 @@ class Ticket:
         self.request = request
         self.future = future
         self.granted = False
+        self.granted_at: float | None = None
         self.finished = False
         self.position = 0
         self.on_position: Callable[[int], None] | None = None
@@ -84,6 +86,10 @@ class AsyncHost:
         self._unloads: dict[Hashable, asyncio.Future[None]] = {}
         self.recorder: Recorder | None = None
         """``serve --record``: the event log sink (grants, swaps, process states)."""
+        self.on_observe: Callable[[Observation], None] | None = None
+        """The operator's view (UI events, timeline); it watches, it never decides."""
+        self.queue: Sequence[Request] = ()
+        """The core's queue as last reported (``queue_changed``), in order."""
 
     def attach(self, router: Router, processes: UpstreamProcesses) -> None:
         self.router = router
@@ -129,6 +135,7 @@ class AsyncHost:
             self._tickets.pop(request, None)
             return False
         ticket.granted = True
+        ticket.granted_at = self.now()
         ticket.future.set_result(None)
         self._serving.setdefault(request.model, set()).add(ticket)
         if ticket.preload:
@@ -152,6 +159,7 @@ class AsyncHost:
                 upstream.close()
 
     def queue_changed(self, queue: Sequence[Request]) -> None:
+        self.queue = queue
         for index, request in enumerate(queue):
             ticket = self._tickets.get(request)
             if ticket is not None and ticket.position != index + 1:
@@ -171,6 +179,8 @@ class AsyncHost:
         self.metrics.observe(observation)
         if self.recorder is not None:
             self.recorder.observe(observation)
+        if self.on_observe is not None:
+            self.on_observe(observation)
         if isinstance(observation, ProcessStateChanged):
             log.info(
                 "%s: %s -> %s (%s)",
@@ -231,6 +241,10 @@ class AsyncHost:
 
     def shutdown(self, timeout: float | None) -> None:
         self._handle(Shutdown(timeout))
+
+    def tickets(self) -> list[Ticket]:
+        """Every request the core holds (queued or being served), oldest first."""
+        return list(self._tickets.values())
 
     def waiting(self) -> int:
         return sum(1 for t in self._tickets.values() if not t.granted)

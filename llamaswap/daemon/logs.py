@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 HISTORY_BYTES = 100 * 1024
 SUBSCRIBER_QUEUE = 1024
@@ -22,6 +23,8 @@ class LogMonitor:
         self._parents = parents
         self._history = bytearray()
         self._subscribers: set[asyncio.Queue[bytes | None]] = set()
+        self.listeners: list[Callable[[bytes], None]] = []
+        """Synchronous sinks that must not block (the UI event hub batches what it gets)."""
 
     def write(self, data: bytes) -> None:
         if not data:
@@ -32,6 +35,8 @@ class LogMonitor:
         for queue in self._subscribers:
             if not queue.full():  # a lagging subscriber loses data; the writer never blocks
                 queue.put_nowait(data)
+        for listener in self.listeners:
+            listener(data)
         for parent in self._parents:
             parent.write(data)
 

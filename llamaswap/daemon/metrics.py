@@ -30,8 +30,15 @@ class Metrics:
         r = self.registry
         self.requests = Counter(
             "llamaswap_requests",
-            "Requests answered, by model and HTTP status",
+            "Requests to model routes answered, refusals included (model is empty when the "
+            "request named none or an unknown one), by model and HTTP status",
             ["model", "status"],
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "llamaswap_http_requests",
+            "Every HTTP request answered (API, UI, refusals), by status",
+            ["status"],
             registry=r,
         )
         self.latency = Histogram(
@@ -121,6 +128,9 @@ class Metrics:
         code = str(status)
         self._child(self.requests, model, code).inc()
         self._child(self.latency, model, code).observe(seconds)
+
+    def http_done(self, status: int) -> None:
+        self._child(self.http_requests, str(status)).inc()
 
     def request_granted(self, model: str, waited: float) -> None:
         self._child(self.queue_wait, model).observe(waited)

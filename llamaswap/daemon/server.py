@@ -24,13 +24,17 @@ from typing import Any
 from aiohttp import web
 
 from llamaswap.config.model import Config, ConfigError
+from llamaswap.daemon.access_log import AccessLog
+from llamaswap.daemon.activity import ActivitySettings
 from llamaswap.daemon.app import build_app
 from llamaswap.daemon.forward import make_session
 from llamaswap.daemon.logs import Logs, MonitorHandler
 from llamaswap.daemon.metrics import Metrics
+from llamaswap.daemon.operator import OperatorView
 from llamaswap.daemon.processes import Watchdog
 from llamaswap.daemon.runtime import Runtime
 from llamaswap.daemon.upstream_client import LeanClient
+from llamaswap.daemon.webui import register as register_ui
 from llamaswap.record.recorder import Recorder
 
 log = logging.getLogger("llamaswap.server")
@@ -65,6 +69,8 @@ class Daemon:
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         watchdog: bool = True,
         recorder: Recorder | None = None,
+        access_log: AccessLog | None = None,
+        activity: ActivitySettings | None = None,
     ) -> None:
         self.config = config
         self.recorder = recorder
@@ -89,6 +95,8 @@ class Daemon:
         self._watch_task: asyncio.Task[None] | None = None
         self.port = 0
         self.runtime: Runtime
+        self.operator = OperatorView(self, access_log, activity)
+        """Access log, activity store, UI event stream (see :mod:`llamaswap.daemon.operator`)."""
 
     # ================================================================== lifecycle
 
@@ -103,7 +111,10 @@ class Daemon:
         if self._use_watchdog:
             self._watchdog = Watchdog()
         self.runtime = Runtime(self.config, self.logs, self.metrics, self._watchdog, self.recorder)
+        self.operator.start()
+        self.operator.attach(self.runtime)
         self.app = build_app(self, self.max_body)
+        register_ui(self.app, self)  # the operator's pages: the daemon's own view, not the API's
         self._runner = web.AppRunner(
             self.app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0
         )
@@ -126,6 +137,7 @@ class Daemon:
         if self.draining:
             return
         self.draining = True
+        self.operator.events.close()
         log.info(
             "shutting down: draining %d request(s) for up to %gs", self.active, self.drain_timeout
         )
@@ -149,6 +161,7 @@ class Daemon:
         self.logs.close_subscribers()
         if runner is not None:
             await runner.cleanup()
+        await self.operator.stop()
         await self.session.close()
         self.lean.close()
         if self._watchdog is not None:
@@ -166,14 +179,10 @@ class Daemon:
     def request_opened(self) -> None:
         self.active += 1
 
-    def request_closed(
-        self, request: web.BaseRequest, model: str, status: int, started: float
-    ) -> None:
+    def request_closed(self) -> None:
         self.active -= 1
         if not self.active:
             self.idle.set()
-        self.metrics.request_done(model, status, time.monotonic() - started)
-        self.access(request, status, started)
 
     # ================================================================== reload
 
@@ -204,6 +213,7 @@ class Daemon:
                 self.runtime = Runtime(
                     config, self.logs, self.metrics, self._watchdog, self.recorder
                 )
+                self.operator.attach(self.runtime)
                 await old.shutdown(RELOAD_STOP_TIMEOUT)
             finally:
                 self._switched.set()

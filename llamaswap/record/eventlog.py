@@ -63,6 +63,14 @@ class EventLog:
         if full:
             self._wake.set()
 
+    def flush(self) -> None:
+        """Make what was written so far readable by another process (the UI's what-if replay)."""
+        if self._thread is None:
+            if not self._file.closed:
+                self._file.flush()
+        else:
+            self._wake.set()  # the writer thread writes and flushes its batch now
+
     def close(self) -> None:
         if self._thread is not None:
             self._stopping = True

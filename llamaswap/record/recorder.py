@@ -12,6 +12,7 @@ relative to the first record.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
+from pathlib import Path
 from typing import Any
 
 from llamaswap.core import observe
@@ -32,6 +33,13 @@ class Recorder:
         self._name = name
         self._origin = clock()
         self._log.write({"ev": "meta", "t": 0.0, "version": LOG_VERSION, **meta})
+
+    @property
+    def path(self) -> Path:
+        return self._log.path
+
+    def flush(self) -> None:
+        self._log.flush()
 
     def meta(self, meta: Mapping[str, Any]) -> None:
         """A later meta record (e.g. after a config reload); readers merge them in order."""

@@ -36,6 +36,11 @@ class UsageTap:
         self._tail = tail[-TAIL_BYTES:] if len(tail) > TAIL_BYTES else tail
 
     @property
+    def tail(self) -> bytes:
+        """The last :data:`TAIL_BYTES` relayed."""
+        return self._tail
+
+    @property
     def started(self) -> bool:
         return self._first
 
