@@ -53,14 +53,15 @@ import math
 from collections import Counter, deque
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from llamaswap.core.admission import Admission, load_failed, shutting_down, unloaded
 from llamaswap.core.clock import TimerHandle
-from llamaswap.core.errors import RequestError
+from llamaswap.core.errors import LoadFailure, RequestError
 from llamaswap.core.process import ProcessState
 from llamaswap.core.request import Request
 from llamaswap.core.scheduler import Effects
+from llamaswap.core.settings import PolicySettings
 from llamaswap.core.spec import RoutingSpec
 from llamaswap.core.swapper import Swapper
 
@@ -79,9 +80,13 @@ _TINY = 1e-3
 """Seconds: the floor of a batch's cost, so instant services do not divide by zero."""
 
 
-@dataclass(frozen=True)
-class BatchAgingSettings:
+@dataclass(frozen=True, eq=False)
+class BatchAgingSettings(PolicySettings):
     """Validated ``routing.scheduler.settings.batch-aging``."""
+
+    NAME: ClassVar[str] = NAME
+    MODEL_KEYS: ClassVar[tuple[str, ...]] = ("priority", "loadCost", "slots")
+    SCALAR_KEYS: ClassVar[frozenset[str]] = frozenset({"slots"})
 
     max_wait: float | None = None
     """The ``maxWait`` setting; None: the default, see ``BatchAgingScheduler.max_wait``."""
@@ -162,6 +167,7 @@ class BatchAgingSettings:
                 )
             load_cost[str(model)] = float(value)
         return cls(
+            raw=dict(raw),
             slots=_parse_slots(raw.get("slots"), models, where),
             max_wait=seconds("maxWait", positive=True) if "maxWait" in raw else None,
             min_resident=seconds("minResident", positive=False),
@@ -212,11 +218,13 @@ class BatchAgingScheduler:
     name = NAME
 
     def __init__(self, spec: RoutingSpec, effects: Effects, swapper: Swapper) -> None:
-        self.settings = BatchAgingSettings.parse(spec.settings_for(NAME), list(spec.models))
+        self.settings = BatchAgingSettings.of(spec)
         self._models = sorted(spec.models)
         self._effects = effects
         self._swapper = swapper
         self._admission = Admission(spec.models)
+        self._arrival: dict[Request, float] = {}
+        """When each waiting request arrived (the core keeps it; the host's object is not ours)."""
         self._queues: dict[str, deque[Request]] = {}
         """Waiting requests per model (not yet joined to a swap), oldest first."""
         self._arrival_sum: dict[str, float] = {}
@@ -244,10 +252,11 @@ class BatchAgingScheduler:
         if refusal is not None:
             self._effects.grant_error(request, refusal)
             return
+        self._arrival[request] = self._effects.now()
         queue = self._queues.setdefault(request.model, deque())
         queue.append(request)
         self._arrival_sum[request.model] = (
-            self._arrival_sum.get(request.model, 0.0) + request.arrival
+            self._arrival_sum.get(request.model, 0.0) + self._arrival[request]
         )
         if not self._pump():
             queue = self._queues.get(request.model, deque())
@@ -259,6 +268,7 @@ class BatchAgingScheduler:
         if queue is not None and request in queue:
             queue.remove(request)
             self._forget(request)
+            del self._arrival[request]
             self._admission.release(request.model)
             self._pump()
             self._publish_queue()
@@ -266,10 +276,11 @@ class BatchAgingScheduler:
         swap = self._active.get(request.model)
         if swap is not None and request in swap.waiters:
             swap.waiters.remove(request)
+            del self._arrival[request]
             self._admission.release(request.model)
             self._pump()
 
-    def on_swap_done(self, model: str, error: str | None) -> None:
+    def on_swap_done(self, model: str, error: LoadFailure | None) -> None:
         swap = self._active.pop(model, None)
         if swap is not None:
             now = self._effects.now()
@@ -427,9 +438,9 @@ class BatchAgingScheduler:
             return self._plan_failures(now)
         bound = self.max_wait()
         due = [
-            (queue[0].arrival, model)
+            (self._arrival[queue[0]], model)
             for model, queue in self._queues.items()
-            if queue and now - queue[0].arrival >= bound
+            if queue and now - self._arrival[queue[0]] >= bound
         ]
         return [model for _, model in sorted(due)]
 
@@ -450,11 +461,11 @@ class BatchAgingScheduler:
             if not queue or self._effects.model_state(resident) is not ProcessState.READY:
                 continue
             heads = sorted(
-                (q[0].arrival, m)
+                (self._arrival[q[0]], m)
                 for m, q in self._queues.items()
                 if q and m != resident and resident in self._eviction(m, present)
             )
-            if not heads or heads[0][0] >= queue[0].arrival:
+            if not heads or heads[0][0] >= self._arrival[queue[0]]:
                 continue
             when = (
                 now
@@ -485,7 +496,7 @@ class BatchAgingScheduler:
             + len(self._queues[claimant]) * self.service_time(claimant) / slots[claimant]
             + self.load_cost(resident)
         )
-        return back - self._queues[resident][0].arrival < late_wait
+        return back - self._arrival[self._queues[resident][0]] < late_wait
 
     def _ranked(self, now: float, present: set[str]) -> tuple[list[str], list[str]]:
         """(every waiting model in service order, the models that claim the GPU now).
@@ -509,7 +520,7 @@ class BatchAgingScheduler:
             key=lambda m: (
                 -self.settings.priority.get(m, 0),
                 0.0 if planned else -ratios[m],
-                self._queues[m][0].arrival,
+                self._arrival[self._queues[m][0]],
                 m,
             ),
         )
@@ -595,7 +606,7 @@ class BatchAgingScheduler:
         waited was paid for with it in view, and keeps its residency."""
         if self.settings.planned:
             return False
-        oldest = self._queues[claimant][0].arrival
+        oldest = self._arrival[self._queues[claimant][0]]
         late = now - oldest >= self.max_wait()
         return late and oldest >= self._load_started.get(resident, -math.inf)
 
@@ -639,7 +650,7 @@ class BatchAgingScheduler:
         bound = self.max_wait()
         for model, queue in self._queues.items():
             if queue and not self.settings.planned:
-                due = queue[0].arrival + bound
+                due = self._arrival[queue[0]] + bound
                 if due > now:
                     when = min(when, due)
                 if self.settings.switch_ratio and model not in self._active:
@@ -681,7 +692,7 @@ class BatchAgingScheduler:
             self._arrival_sum.pop(model, None)
             return list(queue)
         taken = [queue.popleft() for _ in range(limit)]
-        self._arrival_sum[model] -= sum(r.arrival for r in taken)
+        self._arrival_sum[model] -= sum(self._arrival[r] for r in taken)
         return taken
 
     def _within_window(self, model: str, waiters: list[Request]) -> list[Request]:
@@ -691,12 +702,14 @@ class BatchAgingScheduler:
             return waiters
         rest = waiters[room:]
         self._queues.setdefault(model, deque()).extendleft(reversed(rest))
-        self._arrival_sum[model] = self._arrival_sum.get(model, 0.0) + sum(r.arrival for r in rest)
+        self._arrival_sum[model] = self._arrival_sum.get(model, 0.0) + sum(
+            self._arrival[r] for r in rest
+        )
         return waiters[:room]
 
     def _forget(self, request: Request) -> None:
         self._arrival_sum[request.model] = (
-            self._arrival_sum.get(request.model, 0.0) - request.arrival
+            self._arrival_sum.get(request.model, 0.0) - self._arrival[request]
         )
         if not self._queues.get(request.model):
             self._queues.pop(request.model, None)
@@ -717,7 +730,7 @@ class BatchAgingScheduler:
 
     def _grant(self, request: Request) -> None:
         now = self._effects.now()
-        self._longest_wait = max(self._longest_wait, now - request.arrival)
+        self._longest_wait = max(self._longest_wait, now - self._arrival.pop(request))
         if self._effects.grant_serve(request):
             self._in_flight[request.model] += 1
             self._granted[request] = now
@@ -725,5 +738,6 @@ class BatchAgingScheduler:
             self._admission.release(request.model)
 
     def _fail(self, request: Request, error: RequestError) -> None:
+        self._arrival.pop(request, None)
         self._admission.release(request.model)
         self._effects.grant_error(request, error)

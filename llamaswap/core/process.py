@@ -21,6 +21,7 @@ import enum
 from typing import Protocol
 
 from llamaswap.core.clock import TimerHandle
+from llamaswap.core.errors import LoadFailure
 from llamaswap.core.spec import START_ABORT_GRACE
 
 
@@ -51,8 +52,8 @@ class ProcessPort(Protocol):
         self, model: str, old: ProcessState, new: ProcessState, generation: int, reason: str
     ) -> None: ...
 
-    def settled(self, model: str, state: ProcessState, error: str | None) -> None:
-        """A settled state was reached; ``error`` is set when a start failed or was aborted."""
+    def settled(self, model: str, state: ProcessState, failure: LoadFailure | None) -> None:
+        """A settled state was reached; ``failure`` is set when a start failed or was aborted."""
 
 
 class ProcessMachine:
@@ -99,7 +100,7 @@ class ProcessMachine:
         elif state is ProcessState.STOPPING:
             self._restart_after_stop = True
         elif state is ProcessState.SHUTDOWN:
-            self._port.settled(self.model, state, "process is shut down")
+            self._port.settled(self.model, state, LoadFailure.failed("process is shut down"))
         # STARTING: the start in progress will settle.
 
     def stop(self, graceful_timeout: float, reason: str = "stop requested") -> None:
@@ -109,14 +110,14 @@ class ProcessMachine:
             self._port.settled(self.model, state, None)
         elif state is ProcessState.STARTING:
             self._begin_stopping(graceful_timeout, reason)
-            self._port.settled(self.model, ProcessState.STOPPING, f"load aborted: {reason}")
+            self._port.settled(self.model, ProcessState.STOPPING, LoadFailure.aborted(reason))
         elif state is ProcessState.READY:
             self._begin_stopping(graceful_timeout, reason)
         elif state is ProcessState.STOPPING:
             self._tighten_kill_deadline(graceful_timeout)
             if self._restart_after_stop:
                 self._restart_after_stop = False
-                self._port.settled(self.model, state, f"load aborted: {reason}")
+                self._port.settled(self.model, state, LoadFailure.aborted(reason))
         elif state is ProcessState.SHUTDOWN:
             self._port.settled(self.model, state, None)
 
@@ -161,7 +162,9 @@ class ProcessMachine:
             self._health_deadline = None
             self._set_state(ProcessState.STOPPED, reason)
             self._port.settled(
-                self.model, ProcessState.STOPPED, f"upstream failed to start: {reason}"
+                self.model,
+                ProcessState.STOPPED,
+                LoadFailure.failed(f"upstream failed to start: {reason}"),
             )
             self._after_stopped()
         elif state is ProcessState.READY:
@@ -186,7 +189,7 @@ class ProcessMachine:
             self._health_deadline = None
             message = f"health check timed out after {self._health_timeout:g}s"
             self._begin_stopping(START_ABORT_GRACE, message)
-            self._port.settled(self.model, ProcessState.STOPPING, message)
+            self._port.settled(self.model, ProcessState.STOPPING, LoadFailure.failed(message))
         elif kind == "kill" and self.state is ProcessState.STOPPING:
             self._stop_deadline = None
             self._port.kill(self.model, generation)

@@ -49,6 +49,7 @@ class Ticket:
 
     __slots__ = (
         "abort_reason",
+        "arrived",
         "finished",
         "future",
         "granted",
@@ -70,6 +71,8 @@ class Ticket:
         self.upstream: Any = None
         """The upstream response being relayed (closed on ``abort_serving``)."""
         self.preload = False
+        self.arrived = future.get_loop().time()
+        """Loop time at submit: the queue-wait metric's start (the core keeps its own records)."""
 
 
 class AsyncHost:
@@ -134,7 +137,7 @@ class AsyncHost:
         if ticket.preload:
             self.loop.call_soon(self.finish, ticket)
         else:
-            self.metrics.request_granted(request.model, self.now() - request.arrival)
+            self.metrics.request_granted(request.model, self.now() - ticket.arrived)
         return True
 
     def reject(self, request: Request, error: RequestError) -> None:
