@@ -297,6 +297,7 @@ class BatchAgingScheduler:
                     self._grant(waiter)
                 else:
                     self._fail(waiter, load_failed(model, error))
+                    del self._arrival[waiter]
             if len(waiters) < len(swap.waiters) and not self._pump():
                 self._publish_queue()  # the window sent some waiters back to the line
                 return
@@ -317,11 +318,14 @@ class BatchAgingScheduler:
     def on_unload(self, models: Sequence[str], token: Hashable) -> None:
         for model in sorted(set(models)):
             swap = self._active.pop(model, None)
-            if swap is not None:
-                for waiter in swap.waiters:
-                    self._fail(waiter, unloaded(model))
-            for request in self._queues.pop(model, ()):
+            failed = list(swap.waiters) if swap is not None else []
+            for waiter in failed:
+                self._fail(waiter, unloaded(model))
+            queued = self._queues.pop(model, ())
+            for request in queued:
                 self._fail(request, unloaded(model))
+            for request in [*failed, *queued]:
+                del self._arrival[request]
             self._arrival_sum.pop(model, None)
             self._resident_since.pop(model, None)
         self._effects.stop_processes(sorted(set(models)), token)
@@ -340,6 +344,7 @@ class BatchAgingScheduler:
                 self._fail(request, shutting_down())
         self._queues.clear()
         self._arrival_sum.clear()
+        self._arrival.clear()
         self._effects.queue_changed([])
 
     def on_timer(self, key: Hashable) -> None:
@@ -738,6 +743,5 @@ class BatchAgingScheduler:
             self._admission.release(request.model)
 
     def _fail(self, request: Request, error: RequestError) -> None:
-        self._arrival.pop(request, None)
         self._admission.release(request.model)
         self._effects.grant_error(request, error)
