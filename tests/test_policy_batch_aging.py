@@ -730,3 +730,18 @@ def test_the_waiting_lines_arrival_sums_always_equal_the_sum_of_what_is_queued(
             queued = line.queued(m)
             assert line.arrival_sum(m) == pytest.approx(sum(line.arrival(r) for r in queued))
             assert (m in line) == bool(queued), "no empty batch is kept"
+
+
+def test_design_md_shows_the_decision_table_the_code_runs() -> None:
+    from pathlib import Path
+
+    from llamaswap.core.batch_aging.scheduler import decisions_markdown
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "design.md").read_text()
+    found = re.search(
+        r"<!-- batch-aging-decisions:begin -->\n(.*?)\n<!-- batch-aging-decisions:end -->",
+        text,
+        re.DOTALL,
+    )
+    assert found, "docs/design.md lost its batch-aging-decisions markers"
+    assert found.group(1) == decisions_markdown(), "design.md's decision table differs from code"

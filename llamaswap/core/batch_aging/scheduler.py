@@ -415,7 +415,7 @@ DECISIONS: tuple[Decision, ...] = (
     Decision(1, "nothing of it waits", lambda c: c.model not in c.s.line, Verdict.PASS),
     Decision(
         2,
-        "drained for the head claim",
+        "drained for the head claim (and not the head)",
         lambda c: c.model != c.head and c.model in c.blocked,
         Verdict.PASS,
     ),
@@ -428,7 +428,7 @@ DECISIONS: tuple[Decision, ...] = (
     Decision(4, "it is loading", lambda c: c.swap is not None, Verdict.JOIN),
     Decision(
         5,
-        "its swap would collide with one in progress",
+        "its swap would collide with one in progress (`ledger.collides`)",
         lambda c: collides(c.model, c.evict, c.s._active),
         Verdict.PASS,
     ),
@@ -446,7 +446,8 @@ DECISIONS: tuple[Decision, ...] = (
     ),
     Decision(
         8,
-        "a model it would evict is serving, protected or still has work",
+        "a model it would evict is serving, protected or still has work (unless drained, "
+        "or the head's claim overrides its residency)",
         lambda c: any(c.s.busy_for(c, m) for m in c.evict),
         Verdict.PASS,
     ),
@@ -459,3 +460,10 @@ def decide(case: Case) -> Decision:
         if decision.when(case):
             return decision
     raise RuntimeError(f"batch-aging: no decision for {case.model!r}; the table is incomplete")
+
+
+def decisions_markdown() -> str:
+    """``DECISIONS`` as docs/design.md shows it (a test keeps the two equal)."""
+    lines = ["| # | condition (for one waiting model) | verdict |", "|---|---|---|"]
+    lines += [f"| {d.number} | {d.name} | {d.verdict.value} |" for d in DECISIONS]
+    return "\n".join(lines)
