@@ -98,3 +98,17 @@ class _NullClock:
 
     def call_at(self, when: float, event: object) -> object:
         raise AssertionError("nothing is timed in this test")
+
+
+def test_check_config_json_shows_parsed_settings_in_their_plain_form() -> None:
+    import json
+
+    from llamaswap.config.cli import summary
+
+    config = parse_config(
+        _config({"maxWait": 30, "slots": {"b": 1, "small": 2}}), require_cmd=False
+    )
+    shown = json.loads(json.dumps(summary(config)))
+    assert shown["scheduler_settings"] == {
+        "batch-aging": {"maxWait": 30, "slots": {"big": 1, "small": 2}}
+    }

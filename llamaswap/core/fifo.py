@@ -7,8 +7,9 @@ finishes, a model goes idle or an unload happens.
 
 One extension, on by default and off with ``cancelLoads: false``: a load nobody waits for any more
 (its last waiter cancelled) is aborted when another model has queued work (llama-swap #727), so the
-GPU goes to that work instead of a model nobody asked for. llama-swap lets such a load finish; with
-the setting off, this scheduler decides exactly as llama-swap's FIFO does.
+GPU goes to that work instead of a model nobody asked for. llama-swap lets such a load finish, and
+so does this scheduler with the setting off. (The other deliberate difference, quirk 12, is noted
+in ``on_swap_done``.)
 """
 
 from __future__ import annotations
