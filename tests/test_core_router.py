@@ -56,7 +56,7 @@ def test_one_request_flows_arrival_swap_start_ready_grant_done_in_that_order() -
     ]
     # The core keeps its own records (the arrival time is the scheduler's); the host's object is
     # the host's: frozen, and exactly as the host made it.
-    assert dataclasses.astuple(h.req("a1")) == ("a1", "A")
+    assert dataclasses.astuple(h.req("a1")) == ("a1", "A", 0.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         h.req("a1").model = "B"  # type: ignore[misc]
     assert h.router.events_handled == 4  # arrived, ready, swap done (internal), serve done
@@ -299,7 +299,7 @@ def test_router_runs_unchanged_on_any_clock_implementation() -> None:
     )
     req = Request("a1", "A")
     router.handle(RequestArrived(req))
-    assert dataclasses.astuple(req) == ("a1", "A"), "the core does not write to the host's request"
+    assert dataclasses.astuple(req) == ("a1", "A", 0.0), "the core never writes the host's request"
     assert clock.timers == [(51.0, TimerFired("process", ("A", "health", 1)))]
 
 

@@ -17,6 +17,9 @@ class Request:
     id: Hashable
     model: str
     """Real model id (aliases already resolved by the host)."""
+    arrival: float = 0.0
+    """The host's own stamp, if it keeps one (for its metrics). The core neither reads nor writes
+    it: a scheduler that needs arrival times stamps them from the clock itself."""
 
     def __repr__(self) -> str:
         return f"Request({self.id!r}, {self.model!r})"

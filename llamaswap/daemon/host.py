@@ -49,7 +49,6 @@ class Ticket:
 
     __slots__ = (
         "abort_reason",
-        "arrived",
         "finished",
         "future",
         "granted",
@@ -71,8 +70,6 @@ class Ticket:
         self.upstream: Any = None
         """The upstream response being relayed (closed on ``abort_serving``)."""
         self.preload = False
-        self.arrived = future.get_loop().time()
-        """Loop time at submit: the queue-wait metric's start (the core keeps its own records)."""
 
 
 class AsyncHost:
@@ -137,7 +134,7 @@ class AsyncHost:
         if ticket.preload:
             self.loop.call_soon(self.finish, ticket)
         else:
-            self.metrics.request_granted(request.model, self.now() - ticket.arrived)
+            self.metrics.request_granted(request.model, self.now() - request.arrival)
         return True
 
     def reject(self, request: Request, error: RequestError) -> None:
@@ -191,7 +188,7 @@ class AsyncHost:
         self, model: str, *, preload: bool = False, request_id: Hashable | None = None
     ) -> Ticket:
         """``request_id``: the client's ``X-Request-Id`` (recorded logs then line up with traces)."""
-        request = Request(next(_ids) if request_id is None else request_id, model)
+        request = Request(next(_ids) if request_id is None else request_id, model, self.now())
         ticket = Ticket(request, self.loop.create_future())
         ticket.preload = preload
         self._tickets[request] = ticket
