@@ -12,7 +12,6 @@ import enum
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import NamedTuple
 
 from llamaswap.core.admission import load_failed, shutting_down, unloaded
@@ -49,27 +48,39 @@ class Verdict(enum.Enum):
     """Start a swap to it, evicting what must go."""
 
 
-@dataclass
 class Case:
-    """One waiting model at one decision point."""
+    """One waiting model at one decision point (a plain slotted class: it is made per model per
+    pump, the simulator's hottest path)."""
 
-    s: BatchAgingScheduler
-    model: str
-    head: str | None
-    """The claim this pump serves first (None: no claim)."""
-    blocked: set[str]
-    """Models the head claim drains: they take no new requests."""
-    present: set[str]
-    """Running or loading models, grown by the loads this pump starts."""
-    now: float
+    __slots__ = ("_evict", "blocked", "head", "model", "now", "present", "s", "swap")
 
-    @cached_property
-    def swap(self) -> _Swap | None:
-        return self.s._active.get(self.model)
+    def __init__(
+        self,
+        s: BatchAgingScheduler,
+        model: str,
+        head: str | None,
+        blocked: set[str],
+        present: set[str],
+        now: float,
+    ) -> None:
+        self.s = s
+        self.model = model
+        self.head = head
+        """The claim this pump serves first (None: no claim)."""
+        self.blocked = blocked
+        """Models the head claim drains: they take no new requests."""
+        self.present = present
+        """Running or loading models, grown by the loads this pump starts."""
+        self.now = now
+        self.swap: _Swap | None = s._active.get(model)
+        self._evict: tuple[str, ...] | None = None
 
-    @cached_property
+    @property
     def evict(self) -> tuple[str, ...]:
-        return self.s.eviction(self.model, self.present)
+        """Computed on first use (rows 1-4 decide without it), then kept for the later rows."""
+        if self._evict is None:
+            self._evict = self.s.eviction(self.model, self.present)
+        return self._evict
 
     @property
     def other_than_head(self) -> bool:
