@@ -25,6 +25,7 @@ from llamaswap.core import (
     UnloadRequested,
 )
 from llamaswap.core.clock import TimerHandle
+from llamaswap.core.errors import LoadFailure
 from llamaswap.core.observe import Observation
 from llamaswap.core.process import ProcessMachine, ProcessState
 from llamaswap.core.router import SchedulerFactory
@@ -196,6 +197,8 @@ class RecordingPort:
         self.calls: list[tuple[str, str, int]] = []
         """``(verb, model, generation)`` for spawn / terminate / kill."""
         self.settles: list[tuple[ProcessState, str | None]] = []
+        """``(state, failure message)`` per ``settled``; ``failures`` keeps the typed failures."""
+        self.failures: list[LoadFailure | None] = []
         self.transitions: list[tuple[str, str]] = []
         self.aborts: list[str] = []
         self.machine: ProcessMachine | None = None
@@ -240,5 +243,6 @@ class RecordingPort:
     ) -> None:
         self.transitions.append((old.value, new.value))
 
-    def settled(self, model: str, state: ProcessState, error: str | None) -> None:
-        self.settles.append((state, error))
+    def settled(self, model: str, state: ProcessState, failure: LoadFailure | None) -> None:
+        self.settles.append((state, None if failure is None else failure.message))
+        self.failures.append(failure)

@@ -59,3 +59,56 @@ def test_bad_batch_aging_settings_are_config_errors_naming_the_key(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(_config(settings), require_cmd=False)
+
+
+def test_fifo_settings_are_parsed_once_by_the_registry_and_trusted_by_the_core() -> None:
+    from llamaswap.core.fifo import FifoScheduler, FifoSettings
+    from llamaswap.core.router import Router
+
+    data = {
+        "models": {"big": {"aliases": ["b"]}, "small": {}},
+        "routing": {
+            "scheduler": {
+                "use": "fifo",
+                "settings": {"fifo": {"cancelLoads": False, "priority": {"b": 3}}},
+            }
+        },
+    }
+    config = parse_config(data, require_cmd=False)
+    parsed = config.scheduler_settings["fifo"]
+    assert isinstance(parsed, FifoSettings)
+    assert parsed == {"cancelLoads": False, "priority": {"big": 3}}, "the plain form, for logs"
+    assert parsed.cancel_loads is False and parsed.priority == {"big": 3}
+    router = Router(config.routing_spec(), _NullHost(), _NullClock())
+    assert isinstance(router.scheduler, FifoScheduler)
+    assert router.scheduler.settings is parsed, "the core takes the parsed object as it is"
+    data["routing"]["scheduler"]["settings"]["fifo"]["cancelLoads"] = "sometimes"  # type: ignore[index]
+    with pytest.raises(ConfigError, match=r"fifo\.cancelLoads: must be true or false"):
+        parse_config(data, require_cmd=False)
+
+
+class _NullHost:
+    def __getattr__(self, name: str) -> object:
+        return lambda *args: None
+
+
+class _NullClock:
+    def now(self) -> float:
+        return 0.0
+
+    def call_at(self, when: float, event: object) -> object:
+        raise AssertionError("nothing is timed in this test")
+
+
+def test_check_config_json_shows_parsed_settings_in_their_plain_form() -> None:
+    import json
+
+    from llamaswap.config.cli import summary
+
+    config = parse_config(
+        _config({"maxWait": 30, "slots": {"b": 1, "small": 2}}), require_cmd=False
+    )
+    shown = json.loads(json.dumps(summary(config)))
+    assert shown["scheduler_settings"] == {
+        "batch-aging": {"maxWait": 30, "slots": {"big": 1, "small": 2}}
+    }

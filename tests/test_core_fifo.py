@@ -9,7 +9,8 @@ from recording_host import Harness
 
 from llamaswap.core import ErrorKind, GroupSpec, ModelSpec, Request, RequestError, RoutingSpec
 from llamaswap.core.clock import ManualClock, TimerHandle
-from llamaswap.core.fifo import FifoScheduler
+from llamaswap.core.events import TimerFired
+from llamaswap.core.fifo import FifoScheduler, FifoSettings
 from llamaswap.core.observe import SwapStarted
 from llamaswap.core.process import ProcessState
 from llamaswap.core.router import Router
@@ -437,6 +438,45 @@ def test_cancel_of_the_last_swap_waiter_aborts_the_load_when_other_work_is_queue
     h.ready("B")
     assert h.host.granted_ids() == ["b1"]
     assert h.host.rejected == []
+
+
+def test_cancel_loads_false_lets_the_abandoned_load_finish_as_llama_swap_does() -> None:
+    """``fifo.cancelLoads: false``: llama-swap's own FIFO, which never aborts a load (#727)."""
+    h = fifo("A", "B", scheduler_settings={"fifo": {"cancelLoads": False}})
+    h.request("a1", "A")
+    h.request("b1", "B")  # queued behind A's load
+    h.cancel("a1")
+    assert h.state("A") == "starting", "the load nobody waits for runs to its end"
+    assert h.host.terminated == []
+    h.ready("A")
+    assert h.host.granted == [], "nobody is served by the finished load"
+    h.settle()
+    assert h.host.spawned == [("A", 1), ("B", 1)]
+    assert h.host.granted_ids() == ["b1"]
+    assert h.host.rejected == []
+
+
+def test_cancel_loads_is_a_boolean_and_defaults_on() -> None:
+    assert FifoSettings.parse({}, ["A"]).cancel_loads is True
+    assert FifoSettings.parse({"cancelLoads": False}, ["A"]).cancel_loads is False
+    with pytest.raises(ValueError, match=r"fifo\.cancelLoads: must be true or false, got 'no'"):
+        FifoSettings.parse({"cancelLoads": "no"}, ["A"])
+    with pytest.raises(ValueError, match=r"fifo\.priority\.A: must be an integer, got 'x'"):
+        FifoSettings.parse({"priority": {"A": "x"}}, ["A"])
+
+
+def test_an_aborted_load_fails_its_waiters_as_aborted_not_failed() -> None:
+    """The kind travels typed from the process machine: nothing parses a message prefix."""
+    h = fifo("A", "B")
+    h.request("a1", "A")
+    h.unload("A")
+    assert h.host.error_of("a1") is ErrorKind.UNLOADED
+    h.exited("A")
+    h.request("a2", "A")
+    h.router.processes["A"].stop(1.0, "evicted by hand")  # as an eviction would
+    h.router.handle(TimerFired("nobody", None))  # drives the router's queue
+    assert h.host.error_of("a2") is ErrorKind.LOAD_ABORTED
+    assert "load aborted: evicted by hand" in h.host.rejected[-1][1].message
 
 
 def test_an_abandoned_load_is_stopped_even_when_the_queued_work_would_not_evict_it() -> None:

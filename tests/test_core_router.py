@@ -1,5 +1,6 @@
 """Router plumbing: the single event path, Effects edge cases, observations, clock and registry."""
 
+import dataclasses
 from collections.abc import Hashable, Mapping
 
 import pytest
@@ -18,6 +19,7 @@ from llamaswap.core import (
     UnloadRequested,
 )
 from llamaswap.core.admission import Admission
+from llamaswap.core.errors import LoadFailure
 from llamaswap.core.events import TimerFired
 from llamaswap.core.fifo import FifoScheduler
 from llamaswap.core.observe import (
@@ -52,7 +54,11 @@ def test_one_request_flows_arrival_swap_start_ready_grant_done_in_that_order() -
         ("SwapFinished", 3.0, "A"),
         ("RequestGranted", 3.0, "A"),
     ]
-    assert h.req("a1").arrival == 1.0
+    # The core keeps its own records (the arrival time is the scheduler's); the host's object is
+    # the host's: frozen, and exactly as the host made it.
+    assert dataclasses.astuple(h.req("a1")) == ("a1", "A", 0.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        h.req("a1").model = "B"  # type: ignore[misc]
     assert h.router.events_handled == 4  # arrived, ready, swap done (internal), serve done
     assert h.router.in_flight() == {}
 
@@ -143,11 +149,11 @@ def test_grant_serve_on_a_model_that_is_not_ready_rejects_instead_of_serving() -
 
 
 def test_start_swap_after_shutdown_reports_a_failed_swap() -> None:
-    seen: list[tuple[str, str | None]] = []
+    seen: list[tuple[str, LoadFailure | None]] = []
 
     class Spy(FifoScheduler):
-        def on_swap_done(self, model: str, error: str | None) -> None:
-            seen.append((model, error))
+        def on_swap_done(self, model: str, failure: LoadFailure | None) -> None:
+            seen.append((model, failure))
 
     def factory(spec: RoutingSpec, router: Router, swapper: Swapper) -> Scheduler:
         return Spy(spec, router, swapper)
@@ -157,7 +163,7 @@ def test_start_swap_after_shutdown_reports_a_failed_swap() -> None:
     h.router.handle(TimerFired("nobody", None))  # drives the loop; unknown owners are ignored
     h.router.start_swap("A", [])
     h.router.handle(TimerFired("nobody", None))
-    assert seen == [("A", "shutting down")]
+    assert seen == [("A", LoadFailure(ErrorKind.LOAD_FAILED, "shutting down"))]
     assert h.host.spawned == []
 
 
@@ -293,7 +299,7 @@ def test_router_runs_unchanged_on_any_clock_implementation() -> None:
     )
     req = Request("a1", "A")
     router.handle(RequestArrived(req))
-    assert req.arrival == 42.0
+    assert dataclasses.astuple(req) == ("a1", "A", 0.0), "the core never writes the host's request"
     assert clock.timers == [(51.0, TimerFired("process", ("A", "health", 1)))]
 
 

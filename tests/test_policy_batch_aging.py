@@ -6,6 +6,8 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from recording_host import Harness
 
 from llamaswap.core import ErrorKind, GroupSpec, ModelSpec, RoutingSpec
@@ -562,8 +564,8 @@ def test_plan_switches_before_a_waiting_model_would_miss_max_wait() -> None:
     h = harness("A", "B", slots=1, maxWait=10.0, minResident=0, loadCost={"A": 2.0, "B": 2.0})
     h.request("a0", "A")
     ready_now(h, "A")
-    scheduler(h)._service_estimate["A"] = 4.0
-    scheduler(h)._service_estimate["B"] = 4.0
+    scheduler(h).costs.service_estimate["A"] = 4.0
+    scheduler(h).costs.service_estimate["B"] = 4.0
     h.advance(0.5)
     h.request("b0", "B")  # t=0.5: its deadline is 10.5
     h.advance(0.5)
@@ -632,8 +634,8 @@ def test_plan_keeps_the_resident_when_switching_would_make_its_own_queue_wait_lo
     h = harness("A", "B", slots=1, maxWait=10.0, minResident=0, loadCost={"A": 2.0, "B": 2.0})
     h.request("a0", "A")
     ready_now(h, "A")
-    scheduler(h)._service_estimate["A"] = 4.0
-    scheduler(h)._service_estimate["B"] = 4.0
+    scheduler(h).costs.service_estimate["A"] = 4.0
+    scheduler(h).costs.service_estimate["B"] = 4.0
     h.request("b0", "B")  # t=0
     h.advance(0.5)
     for i in range(1, 4):
@@ -646,3 +648,100 @@ def test_plan_keeps_the_resident_when_switching_would_make_its_own_queue_wait_lo
     h.finish("a1")
     assert h.host.granted_ids() == ["a0", "a1", "a2"]
     assert loads(h) == ["A"]
+
+
+# ---------------------------------------------------------------------- the package's shapes
+
+
+def test_the_decision_table_is_numbered_in_order_and_ends_with_its_default() -> None:
+    from llamaswap.core.batch_aging import DECISIONS, Verdict
+
+    assert [d.number for d in DECISIONS] == list(range(1, len(DECISIONS) + 1))
+    assert DECISIONS[-1].name == "otherwise" and DECISIONS[-1].verdict is Verdict.LOAD
+    assert {d.verdict for d in DECISIONS} == set(Verdict), "every verdict is reachable"
+
+
+def test_a_case_no_row_decides_is_an_error_not_a_silent_skip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llamaswap.core.batch_aging import scheduler as module
+
+    monkeypatch.setattr(module, "DECISIONS", module.DECISIONS[:-1])
+    h = harness("A")
+    with pytest.raises(RuntimeError, match="no decision for 'A'; the table is incomplete"):
+        h.request("a0", "A")  # cold: only 'otherwise' (load) would have decided it
+
+
+def test_planned_is_a_second_claim_rule_not_a_flag() -> None:
+    from llamaswap.core.batch_aging.claims import PlannedClaims, ReactiveClaims
+
+    assert isinstance(scheduler(harness("A")).rule, ReactiveClaims)
+    assert isinstance(scheduler(harness("A", slots=2)).rule, PlannedClaims)
+
+
+def test_the_waiting_line_stamps_arrival_from_the_clock_and_forgets_answered_requests() -> None:
+    h = harness("A", "B")
+    h.advance(5.0)
+    a0 = h.request("a0", "A")  # cold: joins A's load at once
+    b0 = h.request("b0", "B")  # queued behind it
+    line = scheduler(h).line
+    assert line.arrival(a0) == 5.0 and line.arrival(b0) == 5.0
+    assert line.oldest("B") == 5.0 and line.arrival_sum("B") == 5.0
+    h.advance(1.0)
+    h.ready("A")
+    with pytest.raises(KeyError):
+        line.arrival(a0)  # granted: the scheduler holds nothing of it any more
+    h.cancel("b0")
+    assert "B" not in line and len(line) == 0
+    with pytest.raises(KeyError):
+        line.arrival(b0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["add", "take", "put", "cancel", "drop"]), st.integers(0, 3))
+    )
+)
+def test_the_waiting_lines_arrival_sums_always_equal_the_sum_of_what_is_queued(
+    steps: list[tuple[str, int]],
+) -> None:
+    """The guard the hand-kept ``_arrival_sum`` never had."""
+    from llamaswap.core import Request
+    from llamaswap.core.batch_aging.line import WaitingLine
+
+    line, taken, clock = WaitingLine(), [], 0.0
+    for verb, n in steps:
+        model = "AB"[n % 2]
+        clock += 0.25 * n
+        if verb == "add":
+            line.add(Request(clock, model), clock)
+        elif verb == "take":
+            taken += line.take(model, n or None)
+        elif verb == "put" and taken:
+            back = [r for r in taken if r.model == model][:n]
+            line.put_back(model, back)
+            taken = [r for r in taken if r not in back]
+        elif verb == "cancel" and line.queued(model):
+            line.cancel(line.queued(model)[-1])
+        elif verb == "drop":
+            line.answered(line.drop(model))
+        for m in "AB":
+            queued = line.queued(m)
+            assert line.arrival_sum(m) == pytest.approx(sum(line.arrival(r) for r in queued))
+            assert (m in line) == bool(queued), "no empty batch is kept"
+
+
+def test_design_md_shows_the_decision_table_the_code_runs() -> None:
+    from pathlib import Path
+
+    from llamaswap.core.batch_aging.scheduler import decisions_markdown
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "design.md").read_text()
+    found = re.search(
+        r"<!-- batch-aging-decisions:begin -->\n(.*?)\n<!-- batch-aging-decisions:end -->",
+        text,
+        re.DOTALL,
+    )
+    assert found, "docs/design.md lost its batch-aging-decisions markers"
+    assert found.group(1) == decisions_markdown(), "design.md's decision table differs from code"

@@ -20,7 +20,8 @@ def summary(config: Config) -> dict[str, Any]:
     return {
         "sources": list(config.sources),
         "scheduler": config.scheduler,
-        "scheduler_settings": config.scheduler_settings,
+        # Parsed settings are also mappings of their plain form: that is what JSON shows.
+        "scheduler_settings": {n: dict(v) for n, v in config.scheduler_settings.items()},
         "health_check_timeout": config.health_check_timeout,
         "preload": list(config.preload),
         "groups": [g.as_json() for g in config.groups],

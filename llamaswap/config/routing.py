@@ -10,15 +10,12 @@ from llamaswap.config.values import (
     UNSUPPORTED,
     Ctx,
     as_bool,
-    as_int,
     as_list,
     as_mapping,
     as_string,
     opt,
 )
-from llamaswap.core.batch_aging import NAME as BATCH_AGING
-from llamaswap.core.batch_aging import BatchAgingSettings
-from llamaswap.core.policies import scheduler_names
+from llamaswap.core.policies import parse_settings, policy, scheduler_names
 from llamaswap.core.spec import GroupSpec
 
 Resolver = Callable[[str], str | None]
@@ -110,6 +107,7 @@ def parse_groups(
 def parse_scheduler(
     ctx: Ctx, data: Mapping[str, Any], resolve: Resolver, model_ids: Sequence[str]
 ) -> tuple[str, dict[str, Any]]:
+    """The scheduler in use and every scheduler's parsed settings (by the registry's parsers)."""
     routing = as_mapping(opt(data, "routing"), "routing")
     sched = as_mapping(opt(routing, "scheduler"), "routing.scheduler")
     ctx.unknown_keys(sched, "routing.scheduler", frozenset({"use", "settings"}))
@@ -129,12 +127,13 @@ def parse_scheduler(
         if sname not in valid:
             ctx.warn(f"{path}: no scheduler named {sname!r} (valid: {', '.join(valid)}); ignored")
             continue
-        body = as_mapping(raw, path)
-        if sname == "fifo":
-            body = _fifo_settings(ctx, body, path, resolve)
-        elif sname == BATCH_AGING:
-            body = _batch_aging_settings(body, path, resolve, model_ids)
-        settings[sname] = body
+        body = _resolve_model_keys(ctx, sname, as_mapping(raw, path), path, resolve)
+        try:
+            # Parsed here, once: a bad value is a config error naming the key (so check-config
+            # catches it and a reload keeps the old config), and the core trusts what it gets.
+            settings[sname] = parse_settings(sname, body, list(model_ids))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if sname != name:
             # Kept (validated) for a later switch of `use`, but silent here would mislead:
             # e.g. fifo.priority does nothing under batch-aging, which has its own priority.
@@ -142,63 +141,43 @@ def parse_scheduler(
     return name, settings
 
 
-def _fifo_settings(ctx: Ctx, body: dict[str, Any], path: str, resolve: Resolver) -> dict[str, Any]:
-    ctx.unknown_keys(body, path, frozenset({"priority"}))
-    out = dict(body)
-    if opt(body, "priority") is None:
-        out.pop("priority", None)
-        return out
-    priority: dict[str, int] = {}
-    named_by: dict[str, str] = {}
-    for key, value in as_mapping(body["priority"], f"{path}.priority").items():
-        where = f"{path}.priority.{key}"
-        level = as_int(value, where)
-        real = resolve(key)
-        if real is None:
-            # llama-swap rejects this; its own example config lists illustrative ids, so warn instead.
-            ctx.warn(f"{where}: unknown model {key!r}; ignored")
-            continue
-        if real in priority and priority[real] != level:
-            raise ConfigError(
-                f"{where}: model {real!r} already has priority {priority[real]} (via {named_by[real]!r})"
-            )
-        # Stored by REAL model id: llama-swap validates alias keys but looks priorities up by real id,
-        # so an alias-keyed priority silently does nothing there (quirk 14). Here it works.
-        priority[real] = level
-        named_by[real] = key
-    out["priority"] = priority
-    return out
-
-
-def _batch_aging_settings(
-    body: dict[str, Any], path: str, resolve: Resolver, model_ids: Sequence[str]
+def _resolve_model_keys(
+    ctx: Ctx, sname: str, body: dict[str, Any], path: str, resolve: Resolver
 ) -> dict[str, Any]:
-    """Resolve aliases in the per-model maps, then let the policy validate every value at load time.
+    """Key the policy's per-model maps by real model id: aliases resolved, duplicates refused.
 
-    Validating here (not only when the router is built) turns a bad value into a config error that
-    names the key, so ``check-config`` catches it and a reload keeps the old config running.
+    An unknown model is dropped with a warning or refused, as the policy's settings say. Stored by
+    REAL model id: llama-swap validates alias keys of ``fifo.priority`` but looks priorities up by
+    real id, so an alias-keyed priority silently does nothing there (quirk 14). Here it works.
     """
+    kind = policy(sname).settings
+    if kind.KNOWN_KEYS is not None:
+        ctx.unknown_keys(body, path, kind.KNOWN_KEYS)
     out = dict(body)
-    for key in ("priority", "loadCost", "slots"):
+    for key in kind.MODEL_KEYS:
         raw = opt(body, key)
-        if raw is None or (key == "slots" and not isinstance(raw, Mapping)):
+        if raw is None:
+            out.pop(key, None)
+            continue
+        if key in kind.SCALAR_KEYS and not isinstance(raw, Mapping):
             continue
         resolved: dict[str, Any] = {}
         named_by: dict[str, str] = {}
         for name, value in as_mapping(raw, f"{path}.{key}").items():
+            where = f"{path}.{key}.{name}"
             real = resolve(str(name))
             if real is None:
-                raise ConfigError(f"{path}.{key}.{name}: unknown model {name!r}")
+                if kind.UNKNOWN_MODELS_WARN:
+                    # llama-swap rejects this; its own example config lists illustrative ids.
+                    ctx.warn(f"{where}: unknown model {name!r}; ignored")
+                    continue
+                raise ConfigError(f"{where}: unknown model {name!r}")
             if real in resolved and resolved[real] != value:
+                shown = f"{key} {resolved[real]!r}" if key == "priority" else repr(resolved[real])
                 raise ConfigError(
-                    f"{path}.{key}.{name}: model {real!r} already has {resolved[real]!r} "
-                    f"(via {named_by[real]!r})"
+                    f"{where}: model {real!r} already has {shown} (via {named_by[real]!r})"
                 )
             resolved[real] = value
             named_by[real] = str(name)
         out[key] = resolved
-    try:
-        BatchAgingSettings.parse(out, list(model_ids))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
     return out

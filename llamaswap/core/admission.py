@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 
-from llamaswap.core.errors import ErrorKind, RequestError
+from llamaswap.core.errors import ErrorKind, LoadFailure, RequestError
 from llamaswap.core.spec import ModelSpec
 
 
@@ -48,9 +48,8 @@ def shutting_down() -> RequestError:
     return RequestError(ErrorKind.SHUTTING_DOWN, "llamaswap is shutting down")
 
 
-def load_failed(model: str, error: str) -> RequestError:
-    kind = ErrorKind.LOAD_ABORTED if error.startswith("load aborted") else ErrorKind.LOAD_FAILED
-    return RequestError(kind, f"unable to load model {model!r}: {error}")
+def load_failed(model: str, failure: LoadFailure) -> RequestError:
+    return RequestError(failure.kind, f"unable to load model {model!r}: {failure.message}")
 
 
 def not_found(model: str) -> RequestError:

@@ -67,6 +67,10 @@ class ManualClock:
     def pending(self) -> int:
         return sum(1 for _, _, t in self._heap if not t.cancelled)
 
+    def pending_events(self) -> list[object]:
+        """The live timers' events, earliest first (for tests that check what is armed)."""
+        return [t.event for _, _, t in sorted(self._heap) if not t.cancelled]
+
     def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds``, firing every timer that falls due on the way."""
         self.advance_to(self._now + seconds)

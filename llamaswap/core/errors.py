@@ -34,3 +34,23 @@ class RequestError:
 
     def __str__(self) -> str:
         return self.message
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """Why a load did not end ready. ``kind`` says aborted or failed, so nobody parses ``message``."""
+
+    kind: ErrorKind
+    """``LOAD_ABORTED`` (stopped on purpose before it was ready) or ``LOAD_FAILED``."""
+    message: str
+
+    @classmethod
+    def aborted(cls, reason: str) -> LoadFailure:
+        return cls(ErrorKind.LOAD_ABORTED, f"load aborted: {reason}")
+
+    @classmethod
+    def failed(cls, message: str) -> LoadFailure:
+        return cls(ErrorKind.LOAD_FAILED, message)
+
+    def __str__(self) -> str:
+        return self.message

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from llamaswap.core.errors import LoadFailure
 from llamaswap.core.request import Request
 
 
@@ -75,10 +76,10 @@ class TimerFired:
 
 @dataclass(frozen=True, slots=True)
 class SwapDone:
-    """Internal: a swap the scheduler asked for settled (``error`` None on success)."""
+    """Internal: a swap the scheduler asked for settled (``failure`` None on success)."""
 
     model: str
-    error: str | None
+    failure: LoadFailure | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,21 +4,57 @@ Same-model requests are batched: a request for a ready model is served at once u
 progress plans to evict that model; requests that would collide with a swap in progress, or evict a
 model that is still serving, wait in a priority-ordered queue that is re-examined whenever a swap
 finishes, a model goes idle or an unload happens.
+
+One extension, on by default and off with ``cancelLoads: false``: a load nobody waits for any more
+(its last waiter cancelled) is aborted when another model has queued work (llama-swap #727), so the
+GPU goes to that work instead of a model nobody asked for. llama-swap lets such a load finish, and
+so does this scheduler with the setting off. (The other deliberate difference, quirk 12, is noted
+in ``on_swap_done``.)
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from llamaswap.core.admission import Admission, load_failed, not_found, shutting_down, unloaded
-from llamaswap.core.errors import RequestError
+from llamaswap.core.admission import load_failed, not_found, shutting_down, unloaded
+from llamaswap.core.errors import LoadFailure
+from llamaswap.core.ledger import Ledger, collides
 from llamaswap.core.process import ProcessState
 from llamaswap.core.request import Request
 from llamaswap.core.scheduler import Effects
+from llamaswap.core.settings import PolicySettings, boolean, integer
 from llamaswap.core.spec import RoutingSpec
 from llamaswap.core.swapper import Swapper
+
+
+@dataclass(frozen=True, eq=False)
+class FifoSettings(PolicySettings):
+    """``routing.scheduler.settings.fifo``."""
+
+    NAME: ClassVar[str] = "fifo"
+    MODEL_KEYS: ClassVar[tuple[str, ...]] = ("priority",)
+    UNKNOWN_MODELS_WARN: ClassVar[bool] = True
+    """llama-swap's own example config names illustrative models in ``priority``."""
+    KNOWN_KEYS: ClassVar[frozenset[str] | None] = frozenset({"priority", "cancelLoads"})
+
+    priority: Mapping[str, int] = field(default_factory=dict)
+    cancel_loads: bool = True
+    """``cancelLoads``: abort a load nobody waits for when other work is queued (llama-swap: no)."""
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], models: Sequence[str]) -> FifoSettings:
+        where = cls.where()
+        priorities = raw.get("priority") or {}
+        if not isinstance(priorities, Mapping):
+            raise ValueError(f"{where}.priority: must be a mapping, got {priorities!r}")
+        cancel = raw.get("cancelLoads")
+        return cls(
+            raw=dict(raw),
+            priority={str(k): integer(v, f"{where}.priority.{k}") for k, v in priorities.items()},
+            cancel_loads=True if cancel is None else boolean(cancel, f"{where}.cancelLoads"),
+        )
 
 
 @dataclass
@@ -31,22 +67,18 @@ class FifoScheduler:
     name = "fifo"
 
     def __init__(self, spec: RoutingSpec, effects: Effects, swapper: Swapper) -> None:
+        self.settings = FifoSettings.of(spec)
         self._effects = effects
         self._swapper = swapper
-        self._admission = Admission(spec.models)
-        priorities = spec.settings_for("fifo").get("priority", {}) or {}
-        self._priority: dict[str, int] = {str(k): int(v) for k, v in priorities.items()}
+        self._ledger = Ledger(spec.models, effects)
+        self._priority = self.settings.priority
         self._active: dict[str, _ActiveSwap] = {}
-        self._in_flight: Counter[str] = Counter()
         self._queue: list[Request] = []
-        self._granted: set[Request] = set()
 
     # ------------------------------------------------------------------ events
 
     def on_request(self, request: Request) -> None:
-        refusal = self._admission.try_admit(request.model)
-        if refusal is not None:
-            self._effects.grant_error(request, refusal)
+        if not self._ledger.admit(request):
             return
         if not self._dispatch(request):
             self._enqueue(request)
@@ -55,38 +87,31 @@ class FifoScheduler:
     def on_cancel(self, request: Request) -> None:
         if request in self._queue:
             self._queue.remove(request)
-            self._admission.release(request.model)
+            self._ledger.withdraw(request)
             self._effects.queue_changed(self._queue)
             return
         for model, swap in self._active.items():
             if request in swap.waiters:
                 swap.waiters.remove(request)
-                self._admission.release(request.model)
+                self._ledger.withdraw(request)
                 if not swap.waiters:
                     self._abandon_if_others_wait(model)
                 return
 
-    def on_swap_done(self, model: str, error: str | None) -> None:
+    def on_swap_done(self, model: str, failure: LoadFailure | None) -> None:
         swap = self._active.pop(model, None)
         if swap is not None:
             for waiter in swap.waiters:
-                if error is None:
-                    self._grant(waiter)
+                if failure is None:
+                    self._ledger.grant(waiter)
                 else:
-                    self._fail(waiter, load_failed(model, error))
+                    self._ledger.fail(waiter, load_failed(model, failure))
         # Unlike llama-swap (quirk 12) we drain even for a swap unload removed: it cannot hurt and
         # guarantees nothing stays queued behind a swap that no longer exists.
         self._drain()
 
     def on_serve_done(self, request: Request) -> None:
-        if request not in self._granted:
-            return
-        self._granted.discard(request)
-        model = request.model
-        self._in_flight[model] -= 1
-        self._admission.release(model)
-        if self._in_flight[model] <= 0:
-            del self._in_flight[model]
+        if self._ledger.finished(request) is not None and not self._ledger.serving(request.model):
             self._drain()
 
     def on_unload(self, models: Sequence[str], token: Hashable) -> None:
@@ -94,11 +119,11 @@ class FifoScheduler:
         for model in sorted(targets & set(self._active)):
             swap = self._active.pop(model)
             for waiter in swap.waiters:
-                self._fail(waiter, unloaded(model))
+                self._ledger.fail(waiter, unloaded(model))
         kept = []
         for request in self._queue:
             if request.model in targets:
-                self._fail(request, unloaded(request.model))
+                self._ledger.fail(request, unloaded(request.model))
             else:
                 kept.append(request)
         removed = len(kept) != len(self._queue)
@@ -111,10 +136,10 @@ class FifoScheduler:
     def on_shutdown(self) -> None:
         for model in sorted(self._active):
             for waiter in self._active[model].waiters:
-                self._fail(waiter, shutting_down())
+                self._ledger.fail(waiter, shutting_down())
         self._active.clear()
         for request in self._queue:
-            self._fail(request, shutting_down())
+            self._ledger.fail(request, shutting_down())
         self._queue = []
         self._effects.queue_changed(self._queue)
 
@@ -125,8 +150,8 @@ class FifoScheduler:
         return {
             "queued": len(self._queue),
             "swapping": sorted(self._active),
-            "in_flight": dict(self._in_flight),
-            "reserved": dict(self._admission.reserved),
+            "in_flight": dict(self._ledger.in_flight),
+            "reserved": dict(self._ledger.admission.reserved),
         }
 
     # ------------------------------------------------------------------ decisions
@@ -140,29 +165,20 @@ class FifoScheduler:
             return True
         state = self._effects.model_state(model)
         if state is None:
-            self._fail(request, not_found(model))
+            self._ledger.fail(request, not_found(model))
             return True
         running = sorted((set(self._effects.running_models()) | set(self._active)) - {model})
         evict = tuple(self._swapper.eviction_for(model, running))
-        colliding = self._collides(model, evict)
+        colliding = collides(model, evict, self._active)
         if state is ProcessState.READY and not evict and not colliding:
-            self._grant(request)
+            self._ledger.grant(request)
             return True
-        if colliding or any(self._in_flight[m] > 0 for m in evict):
+        if colliding or any(self._ledger.serving(m) for m in evict):
             return False
         self._active[model] = _ActiveSwap(evict, [request])
         self._swapper.on_swap_start(model, evict)
         self._effects.start_swap(model, evict)
         return True
-
-    def _collides(self, target: str, evict: tuple[str, ...]) -> bool:
-        evict_set = set(evict)
-        for other, swap in self._active.items():
-            if other == target:
-                continue
-            if other in evict_set or target in swap.evict or evict_set.intersection(swap.evict):
-                return True
-        return False
 
     def _enqueue(self, request: Request) -> None:
         priority = self._priority.get(request.model, 0)
@@ -189,19 +205,7 @@ class FifoScheduler:
             self._effects.queue_changed(self._queue)
 
     def _abandon_if_others_wait(self, model: str) -> None:
-        """Load cancellation: nobody waits for this load and other work is queued, so abort it."""
-        if self._queue:
+        """Load cancellation (``cancelLoads``): nobody waits for this load and other work is
+        queued, so abort it."""
+        if self._queue and self.settings.cancel_loads:
             self._effects.cancel_swap(model)
-
-    # ------------------------------------------------------------------ answers
-
-    def _grant(self, request: Request) -> None:
-        if self._effects.grant_serve(request):
-            self._in_flight[request.model] += 1
-            self._granted.add(request)
-        else:
-            self._admission.release(request.model)
-
-    def _fail(self, request: Request, error: RequestError) -> None:
-        self._admission.release(request.model)
-        self._effects.grant_error(request, error)

@@ -17,7 +17,7 @@ from typing import cast
 
 from llamaswap.core.admission import shutting_down
 from llamaswap.core.clock import Clock, TimerHandle
-from llamaswap.core.errors import ErrorKind, RequestError
+from llamaswap.core.errors import ErrorKind, LoadFailure, RequestError
 from llamaswap.core.events import (
     Event,
     ProcessExited,
@@ -145,8 +145,10 @@ class Router:
         elif isinstance(event, TimerFired):
             self._on_timer(event)
         elif isinstance(event, SwapDone):
-            self._host.observe(SwapFinished(self._clock.now(), event.model, event.error))
-            self.scheduler.on_swap_done(event.model, event.error)
+            failure = event.failure
+            message = None if failure is None else failure.message
+            self._host.observe(SwapFinished(self._clock.now(), event.model, message))
+            self.scheduler.on_swap_done(event.model, failure)
         elif isinstance(event, ProcessReady):
             if event.model in self.processes:
                 self.processes[event.model].on_ready(event.generation)
@@ -166,7 +168,6 @@ class Router:
     # ================================================================== event handlers
 
     def _on_request(self, request: Request) -> None:
-        request.arrival = self._clock.now()
         if self._shutdown is not None:
             self.grant_error(request, shutting_down())
             return
@@ -223,7 +224,7 @@ class Router:
 
     def start_swap(self, model: str, evict: Sequence[str]) -> None:
         if self._shutdown is not None:
-            self._pending.append(SwapDone(model, "shutting down"))
+            self._pending.append(SwapDone(model, LoadFailure.failed("shutting down")))
             return
         op = _SwapOp(model, set(evict))
         self._swaps[model] = op
@@ -241,7 +242,7 @@ class Router:
             spec = self.spec.models[model]
             self.processes[model].stop(spec.unload_timeout, "nobody waits for this load any more")
         if not op.finished:
-            self._finish(op, "load aborted: nobody waits for this load any more")
+            self._finish(op, LoadFailure.aborted("nobody waits for this load any more"))
 
     def grant_error(self, request: Request, error: RequestError) -> None:
         self._host.observe(
@@ -309,7 +310,7 @@ class Router:
             ProcessStateChanged(self._clock.now(), model, old.value, new.value, generation, reason)
         )
 
-    def settled(self, model: str, state: ProcessState, error: str | None) -> None:
+    def settled(self, model: str, state: ProcessState, failure: LoadFailure | None) -> None:
         """Wake every waiter: swaps waiting on an eviction or a load, unloads, shutdown."""
         for op in list(self._swaps.values()):
             if op.finished:
@@ -321,12 +322,14 @@ class Router:
             elif op.model == model:
                 if state is ProcessState.READY:
                     self._finish(op, None)
-                elif error is not None:
-                    self._finish(op, error)
+                elif failure is not None:
+                    self._finish(op, failure)
                 elif state in _DOWN and not self.processes[model].restart_pending:
                     # A stop that ends with a queued restart (ensure_ready while stopping, e.g. a
                     # request racing a TTL unload) is not the end of this load: keep waiting.
-                    self._finish(op, f"process {state.value} before it became ready")
+                    self._finish(
+                        op, LoadFailure.failed(f"process {state.value} before it became ready")
+                    )
         if state in _DOWN:
             for unload in list(self._unloads):
                 unload.pending.discard(model)
@@ -355,11 +358,11 @@ class Router:
         op.loading = True
         self.processes[op.model].ensure_ready()
 
-    def _finish(self, op: _SwapOp, error: str | None) -> None:
+    def _finish(self, op: _SwapOp, failure: LoadFailure | None) -> None:
         op.finished = True
         if self._swaps.get(op.model) is op:
             del self._swaps[op.model]
-        self._pending.append(SwapDone(op.model, error))
+        self._pending.append(SwapDone(op.model, failure))
 
     def _check_unload(self, op: _UnloadOp) -> None:
         if not op.pending and op in self._unloads:

@@ -10,7 +10,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Protocol
 
 from llamaswap.core.clock import TimerHandle
-from llamaswap.core.errors import RequestError
+from llamaswap.core.errors import LoadFailure, RequestError
 from llamaswap.core.process import ProcessState
 from llamaswap.core.request import Request
 
@@ -53,7 +53,7 @@ class Scheduler(Protocol):
 
     def on_cancel(self, request: Request) -> None: ...
 
-    def on_swap_done(self, model: str, error: str | None) -> None: ...
+    def on_swap_done(self, model: str, failure: LoadFailure | None) -> None: ...
 
     def on_serve_done(self, request: Request) -> None: ...
 

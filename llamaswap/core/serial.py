@@ -10,14 +10,25 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
-from llamaswap.core.admission import Admission, load_failed, shutting_down, unloaded
-from llamaswap.core.errors import RequestError
+from llamaswap.core.admission import load_failed, shutting_down, unloaded
+from llamaswap.core.errors import LoadFailure
+from llamaswap.core.ledger import Ledger
 from llamaswap.core.process import ProcessState
 from llamaswap.core.request import Request
 from llamaswap.core.scheduler import Effects
+from llamaswap.core.settings import PolicySettings
 from llamaswap.core.spec import RoutingSpec
 from llamaswap.core.swapper import EvictAllSwapper, Swapper
+
+
+@dataclass(frozen=True, eq=False)
+class SerialSettings(PolicySettings):
+    """``serial`` reads no settings; whatever is written is kept as written."""
+
+    NAME: ClassVar[str] = "serial"
 
 
 class SerialScheduler:
@@ -27,7 +38,7 @@ class SerialScheduler:
         self._effects = effects
         # Group co-residency is deliberately ignored: see the module docstring.
         self._swapper: Swapper = EvictAllSwapper()
-        self._admission = Admission(spec.models)
+        self._ledger = Ledger(spec.models, effects)
         self._queue: deque[Request] = deque()
         self._serving: Request | None = None
         self._swapping: str | None = None
@@ -37,9 +48,7 @@ class SerialScheduler:
     # ------------------------------------------------------------------ events
 
     def on_request(self, request: Request) -> None:
-        refusal = self._admission.try_admit(request.model)
-        if refusal is not None:
-            self._effects.grant_error(request, refusal)
+        if not self._ledger.admit(request):
             return
         self._queue.append(request)
         self._pump()
@@ -52,22 +61,22 @@ class SerialScheduler:
             self._queue.remove(request)
         except ValueError:
             return  # already granted or answered: nothing to undo
-        self._admission.release(request.model)
+        self._ledger.withdraw(request)
         self._abandon_useless_load()
         self._effects.queue_changed(self._queue)
 
-    def on_swap_done(self, model: str, error: str | None) -> None:
+    def on_swap_done(self, model: str, failure: LoadFailure | None) -> None:
         if self._swapping != model:
             return
         self._swapping = None
         abandoned, self._abandoned = self._abandoned == model, None
-        if error is not None and not abandoned:
+        if failure is not None and not abandoned:
             # Fail the head and every queued request for this model: no N repeated doomed loads.
-            failed = load_failed(model, error)
+            failed = load_failed(model, failure)
             kept: deque[Request] = deque()
             for request in self._queue:
                 if request.model == model:
-                    self._fail(request, failed)
+                    self._ledger.fail(request, failed)
                 else:
                     kept.append(request)
             self._queue = kept
@@ -78,7 +87,7 @@ class SerialScheduler:
         if request is not self._serving:
             return
         self._serving = None
-        self._admission.release(request.model)
+        self._ledger.finished(request)
         self._pump()
 
     def on_unload(self, models: Sequence[str], token: Hashable) -> None:
@@ -86,7 +95,7 @@ class SerialScheduler:
         kept: deque[Request] = deque()
         for request in self._queue:
             if request.model in targets:
-                self._fail(request, unloaded(request.model))
+                self._ledger.fail(request, unloaded(request.model))
             else:
                 kept.append(request)
         self._queue = kept
@@ -99,7 +108,7 @@ class SerialScheduler:
 
     def on_shutdown(self) -> None:
         for request in self._queue:
-            self._fail(request, shutting_down())
+            self._ledger.fail(request, shutting_down())
         self._queue.clear()
         self._swapping = None
         self._abandoned = None
@@ -112,8 +121,8 @@ class SerialScheduler:
         return {
             "queued": len(self._queue),
             "swapping": [self._swapping] if self._swapping else [],
-            "in_flight": {self._serving.model: 1} if self._serving else {},
-            "reserved": dict(self._admission.reserved),
+            "in_flight": dict(self._ledger.in_flight),
+            "reserved": dict(self._ledger.admission.reserved),
         }
 
     # ------------------------------------------------------------------ decisions
@@ -127,10 +136,8 @@ class SerialScheduler:
             if self._effects.model_state(head.model) is ProcessState.READY and not others:
                 self._queue.popleft()
                 changed = True
-                if self._effects.grant_serve(head):
+                if self._ledger.grant(head):
                     self._serving = head
-                else:
-                    self._admission.release(head.model)
                 continue
             evict = self._swapper.eviction_for(head.model, others)
             self._swapping = head.model
@@ -152,7 +159,3 @@ class SerialScheduler:
         ):
             self._abandoned = swapping
             self._effects.cancel_swap(swapping)
-
-    def _fail(self, request: Request, error: RequestError) -> None:
-        self._admission.release(request.model)
-        self._effects.grant_error(request, error)

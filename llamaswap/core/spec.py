@@ -63,7 +63,9 @@ class RoutingSpec:
     scheduler: str = "fifo"
     """Config built in code defaults to ``fifo``; a loaded config file defaults to ``serial``."""
     scheduler_settings: Mapping[str, Any] = field(default_factory=dict)
-    """``routing.scheduler.settings`` as a plain mapping, keyed by scheduler name."""
+    """``routing.scheduler.settings`` keyed by scheduler name: each value the policy's parsed
+    settings (``core.settings.PolicySettings``, as config stores them; also a mapping of the plain
+    form) or a plain mapping (specs built in code), which is parsed when the scheduler is built."""
     health_check_timeout: float = DEFAULT_HEALTH_CHECK_TIMEOUT
 
     @classmethod

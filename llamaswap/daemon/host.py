@@ -198,7 +198,7 @@ class AsyncHost:
         self, model: str, *, preload: bool = False, request_id: Hashable | None = None
     ) -> Ticket:
         """``request_id``: the client's ``X-Request-Id`` (recorded logs then line up with traces)."""
-        request = Request(next(_ids) if request_id is None else request_id, model)
+        request = Request(next(_ids) if request_id is None else request_id, model, self.now())
         ticket = Ticket(request, self.loop.create_future())
         ticket.preload = preload
         self._tickets[request] = ticket

@@ -66,8 +66,8 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """:func:`log_metrics` plus what the UI draws: latency CDF, swap times, per-model wait."""
     import numpy as np
 
-    from sim.replay import log_metrics
     from llamaswap.record.calibrate import collect_requests
+    from sim.replay import log_metrics
 
     requests, _, _, _ = collect_requests(records)
     ok = [r for r in requests if r.ok and r.done is not None]
@@ -99,10 +99,10 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def run(log: Path, minutes: float, scheduler: str, workdir: Path) -> dict[str, Any]:
-    from sim.replay import replay_inputs
-    from sim.eventlog import simulate_recorded
     from llamaswap.record import read_log
     from llamaswap.record.eventlog import EventLog
+    from sim.eventlog import simulate_recorded
+    from sim.replay import replay_inputs
 
     cut = window(read_log(log), minutes)
     cut_path = workdir / "window.jsonl"
