@@ -11,6 +11,7 @@ from typing import Any
 
 from llamaswap.config.macros import leftover_macros, resolve_macros, substitute, validate_macros
 from llamaswap.config.model import DEFAULT_START_PORT, Config, ConfigError
+from llamaswap.config.peers import parse_peers, peer_routes
 from llamaswap.config.per_model import MAX_PORT, parse_models
 from llamaswap.config.routing import Resolver, parse_groups, parse_scheduler
 from llamaswap.config.sources import type_name
@@ -48,6 +49,7 @@ TOP_LEVEL_KEYS = frozenset(
         "routing",
         "groups",
         "record",
+        "peers",
     }
 )
 TOP_LEVEL_UNSUPPORTED = {
@@ -61,7 +63,6 @@ TOP_LEVEL_UNSUPPORTED = {
     "performance": UNSUPPORTED,
     "profiles": UNSUPPORTED,
     "selectors": UNSUPPORTED,
-    "peers": UNSUPPORTED,
     "upstream": UNSUPPORTED,
     "matrix": "matrix routing is " + UNSUPPORTED + " (models use group routing)",
 }
@@ -153,6 +154,8 @@ def build_config(
     groups = parse_groups(ctx, data, models, aliases)
     scheduler, scheduler_settings = parse_scheduler(ctx, data, resolve, sorted(models))
     preload = _preload(ctx, data, resolve)
+    peers = parse_peers(ctx, opt(data, "peers"))
+    routes = peer_routes(peers, models, aliases)
 
     return Config(
         models=models,
@@ -173,6 +176,8 @@ def build_config(
         sources=sources,
         record_path=record_path,
         record_max_bytes=record_max_bytes,
+        peers=peers,
+        peer_routes=routes,
     )
 
 

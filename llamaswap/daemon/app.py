@@ -21,13 +21,16 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from llamaswap.config.peers import PeerRoute
 from llamaswap.core.errors import RequestError
 from llamaswap.core.process import ProcessState
+from llamaswap.daemon.body import Body as ReceivedBody
 from llamaswap.daemon.body import BodyTooLargeError, read_body
 from llamaswap.daemon.contract import Backend, Server
 from llamaswap.daemon.errors import error_response, request_error_response
 from llamaswap.daemon.extract import (
     BadRequestError,
+    Extracted,
     apply_filters,
     extract,
     replace_multipart_model,
@@ -35,6 +38,8 @@ from llamaswap.daemon.extract import (
 from llamaswap.daemon.forward import relay, request_headers
 from llamaswap.daemon.loading import wait_with_loading_state
 from llamaswap.daemon.logs import LogMonitor
+from llamaswap.daemon.peers import forward as peer_forward
+from llamaswap.daemon.peers import peer_body, peer_records
 from llamaswap.record.usage import UsageTap
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -190,6 +195,9 @@ class Api:
         config = backend.config
         model_id = config.resolve(found.model)
         if model_id is None:
+            route = config.peer_route(found.model)
+            if route is not None:
+                return await self._to_peer(request, route, found, received, strip_prefix)
             return error_response(request, 404, f"model {found.model!r} is not configured")
         model = config.models[model_id]
         if found.json_body is not None:
@@ -308,6 +316,34 @@ class Api:
             backend.release(ticket, error_text)
             server.request_closed(request, model_id, status, started)
 
+    async def _to_peer(
+        self,
+        request: web.Request,
+        route: PeerRoute,
+        found: Extracted,
+        received: ReceivedBody,
+        strip_prefix: str,
+    ) -> web.StreamResponse:
+        """A name only a peer answers to: its filters and model id, then straight out (§4.9)."""
+        peer = self.server.config.peers[route.peer]
+        body: bytes | AsyncIterator[bytes] = received.head
+        rewritten = peer_body(peer, route, found.model or "", found.json_body)
+        if rewritten is not None:
+            body = rewritten
+        elif route.model != found.model and request.content_type == "multipart/form-data":
+            body = replace_multipart_model(
+                request.headers["Content-Type"], received.head, route.model
+            )
+        body_length: int | None = None
+        if not received.whole:
+            head = body if isinstance(body, bytes) else None
+            body_length = received.length(head)
+            body = received.payload(head)
+        path = request.raw_path
+        if strip_prefix and path.startswith(strip_prefix):
+            path = path[len(strip_prefix) :]
+        return await peer_forward(request, self.server, peer, route, path, body, body_length)
+
     # ================================================================== /upstream passthrough
 
     async def upstream(self, request: web.Request) -> web.StreamResponse:
@@ -386,6 +422,7 @@ class Api:
                         "llamaswap": {**dict(model.metadata), "type": "alias", "modelID": model_id}
                     }
                     data.append(alias_record)
+        data.extend(peer_records(config, created))
         data.sort(key=lambda r: r["id"])
         response = web.json_response({"object": "list", "data": data})
         origin = request.headers.get("Origin")
