@@ -121,7 +121,7 @@ def test_fqn_precedes_colliding_bare_name() -> None:
 
 
 def test_ambiguous_constructed_fqn_is_an_error() -> None:
-    with pytest.raises(ConfigError, match="ambiguous between peers.a model 'b/c' and peers.a/b"):
+    with pytest.raises(ConfigError, match=r"ambiguous between peers\.a model 'b/c' and peers\.a/b"):
         _config({"a": _peer("b/c"), "a/b": _peer("c")})
 
 
