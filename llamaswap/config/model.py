@@ -20,6 +20,7 @@ from llamaswap.core.spec import (
 
 if TYPE_CHECKING:
     from llamaswap.config.peers import PeerConfig, PeerRoute
+    from llamaswap.config.selectors import SelectorConfig
 
 DEFAULT_START_PORT = 5800
 DEFAULT_CHECK_ENDPOINT = "/health"
@@ -101,6 +102,7 @@ class Config:
     peers: Mapping[str, PeerConfig] = field(default_factory=dict)
     peer_routes: Mapping[str, PeerRoute] = field(default_factory=dict)
     """Public name -> peer route (FQNs and unique bare names; see ``config.peers``)."""
+    selectors: Mapping[str, SelectorConfig] = field(default_factory=dict)
 
     def resolve(self, name: str) -> str | None:
         """Real model id for a model id or alias; None when nothing matches."""

@@ -14,6 +14,7 @@ from llamaswap.config.model import DEFAULT_START_PORT, Config, ConfigError
 from llamaswap.config.peers import parse_peers, peer_routes
 from llamaswap.config.per_model import MAX_PORT, parse_models
 from llamaswap.config.routing import Resolver, parse_groups, parse_scheduler
+from llamaswap.config.selectors import parse_selectors, selector_ids
 from llamaswap.config.sources import type_name
 from llamaswap.config.values import (
     UNSUPPORTED,
@@ -50,6 +51,7 @@ TOP_LEVEL_KEYS = frozenset(
         "groups",
         "record",
         "peers",
+        "selectors",
     }
 )
 TOP_LEVEL_UNSUPPORTED = {
@@ -62,7 +64,6 @@ TOP_LEVEL_UNSUPPORTED = {
     "ui": UNSUPPORTED,
     "performance": UNSUPPORTED,
     "profiles": UNSUPPORTED,
-    "selectors": UNSUPPORTED,
     "upstream": UNSUPPORTED,
     "matrix": "matrix routing is " + UNSUPPORTED + " (models use group routing)",
 }
@@ -155,7 +156,11 @@ def build_config(
     scheduler, scheduler_settings = parse_scheduler(ctx, data, resolve, sorted(models))
     preload = _preload(ctx, data, resolve)
     peers = parse_peers(ctx, opt(data, "peers"))
-    routes = peer_routes(peers, models, aliases)
+    reserved = {
+        sid: f"selectors.{sid}" for sid in selector_ids(opt(data, "selectors"), models, aliases)
+    }
+    routes = peer_routes(peers, models, aliases, reserved)
+    selectors = parse_selectors(ctx, opt(data, "selectors"), resolve, routes, groups)
 
     return Config(
         models=models,
@@ -178,6 +183,7 @@ def build_config(
         record_max_bytes=record_max_bytes,
         peers=peers,
         peer_routes=routes,
+        selectors=selectors,
     )
 
 
