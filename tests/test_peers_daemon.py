@@ -26,7 +26,9 @@ BOX_KEY = "sk-box1"
 
 
 def _box(*names: str, **top: Any) -> Config:
-    return make_config({n: {"cmd": fake_cmd(decode_tps=40.0)} for n in names}, **top)
+    return make_config(
+        {n: {"cmd": fake_cmd(decode_tps=40.0)} for n in names}, scheduler="fifo", **top
+    )
 
 
 def _front(box1: int, box2: int, **extra: Any) -> Config:
@@ -248,3 +250,68 @@ async def test_slow_peer_gives_504_and_garbage_502_naming_the_peer() -> None:
             status, body = await _chat(session, url, "junk/j")
             assert status == 502
             assert body["error"]["message"].startswith("peer junk: proxy error")
+
+
+async def test_spillover_selector_moves_load_to_the_second_box() -> None:
+    """``pool`` spills to box2 once box1 holds ``spillover: 2`` of its requests; counts drain."""
+    async with (
+        running_daemon(_box("w")) as box1,
+        running_daemon(_box("w")) as box2,
+    ):
+        front_config = parse_config(
+            {
+                "models": {},
+                "peers": {
+                    "box1": {"proxy": f"http://127.0.0.1:{box1.port}", "models": ["w"]},
+                    "box2": {"proxy": f"http://127.0.0.1:{box2.port}", "models": ["w"]},
+                },
+                "selectors": {
+                    "pool": {
+                        "strategy": "spillover",
+                        "targets": ["box1/w", "box2/w"],
+                        "settings": {"spillover": 2},
+                    }
+                },
+            }
+        )
+        async with running_daemon(front_config) as front, aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{front.port}/v1/chat/completions"
+            selectors = front.runtime.selectors
+            payload = {
+                "model": "pool",
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 120,  # 3 s at 40 tokens/s: all three overlap
+                "stream": True,
+            }
+            streams: list[aiohttp.ClientResponse] = []
+            expected = [(1, 0), (2, 0), (2, 1)]
+            try:
+                for counts in expected:
+                    resp = await session.post(url, json=payload)
+                    assert resp.status == 200
+                    await resp.content.readline()  # the first event: it is being served
+                    streams.append(resp)
+                    seen = (
+                        selectors.in_flight("pool", "box1/w"),
+                        selectors.in_flight("pool", "box2/w"),
+                    )
+                    assert seen == counts
+                for resp in streams:
+                    await resp.read()
+            finally:
+                for resp in streams:
+                    resp.release()
+
+            def drained() -> bool:
+                return (
+                    selectors.in_flight("pool", "box1/w")
+                    == selectors.in_flight("pool", "box2/w")
+                    == 0
+                )
+
+            await wait_until(drained, what="spillover counts back to zero")
+            assert _served(box1) == {"w": 2}
+            assert _served(box2) == {"w": 1}
+            # pool is not a model the boxes know: the front rewrote it to the peer's own id
+            status, body = await _chat(session, f"http://127.0.0.1:{front.port}", "pool")
+            assert status == 200 and body["model"] == "w"

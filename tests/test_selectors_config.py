@@ -144,3 +144,11 @@ def test_spillover_coexistence_needs_one_non_swapping_group() -> None:
     # one local target (plus peers) needs no group
     alone = _config({"s": {"strategy": "spillover", "targets": ["a", "remote-model"]}})
     assert len(alone.selectors["s"].spec.targets) == 2
+
+
+def test_unknown_target_is_dropped_with_a_warning_while_another_remains() -> None:
+    config = _config({"public": {"strategy": "pin", "targets": ["modelA", "b"]}})
+    assert [t.name for t in config.selectors["public"].spec.targets] == ["b"]
+    assert config.warnings == (
+        "selectors.public.targets[0] references unknown model 'modelA'; dropped",
+    )

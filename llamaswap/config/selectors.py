@@ -1,5 +1,9 @@
 """``selectors.<id>``: validation as llama-swap's ``internal/config/selectors.go`` (reference §1.9).
 
+Deliberate difference: a target naming no model is dropped with a warning while another target
+remains (as unknown group members are; llama-swap's own example config has such names); a
+selector left with no target is an error.
+
 Why here and not in the core: the core's :mod:`llamaswap.core.selectors` only chooses among
 already-resolved targets; which names exist, what they resolve to and whether spillover targets
 can be resident together are config facts, checked once at load with one error line per problem.
@@ -81,6 +85,7 @@ def parse_selectors(
                 f"{path}.strategy: unknown strategy {name!r} (valid: {STRATEGIES})"
             ) from None
         targets: list[Target] = []
+        unknown: list[str] = []
         for i, item in enumerate(as_list(opt(body, "targets"), f"{path}.targets")):
             target = as_string(item, f"{path}.targets[{i}]")
             where = f"{path}.targets[{i}]"
@@ -93,13 +98,18 @@ def parse_selectors(
             if key is None:
                 route = peer_routes.get(target)
                 if route is None:
-                    raise ConfigError(f"{where} references unknown model {target!r}")
+                    unknown.append(f"{where} references unknown model {target!r}")
+                    continue
                 if strategy is Strategy.WARM:
                     raise ConfigError(f"{where} must resolve to a local model for strategy 'warm'")
                 key = route.fqn
             targets.append(Target(name=target, key=key, local=local))
         if not targets:
-            raise ConfigError(f"{path}.targets must contain at least one entry")
+            raise ConfigError(
+                unknown[0] if unknown else f"{path}.targets must contain at least one entry"
+            )
+        for message in unknown:  # as group members: llama-swap's example names illustrative models
+            ctx.warn(f"{message}; dropped")
         settings = as_mapping(opt(body, "settings"), f"{path}.settings")
         ctx.unknown_keys(settings, f"{path}.settings", frozenset({"spillover"}))
         spillover = 1

@@ -24,6 +24,7 @@ from aiohttp import web
 from llamaswap.config.peers import PeerRoute
 from llamaswap.core.errors import RequestError
 from llamaswap.core.process import ProcessState
+from llamaswap.core.selectors import NoTargetError
 from llamaswap.daemon.body import Body as ReceivedBody
 from llamaswap.daemon.body import BodyTooLargeError, read_body
 from llamaswap.daemon.contract import Backend, Server
@@ -40,6 +41,7 @@ from llamaswap.daemon.loading import wait_with_loading_state
 from llamaswap.daemon.logs import LogMonitor
 from llamaswap.daemon.peers import forward as peer_forward
 from llamaswap.daemon.peers import peer_body, peer_records
+from llamaswap.daemon.selecting import select
 from llamaswap.record.usage import UsageTap
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -182,7 +184,6 @@ class Api:
             )
         except BodyTooLargeError as exc:
             return error_response(request, 413, f"request body too large: {exc}")
-        body: bytes | AsyncIterator[bytes] = received.head
         try:
             found = extract(content_type, received.head, request.query, query_first=query_first)
         except BadRequestError as exc:
@@ -192,6 +193,33 @@ class Api:
                 request, 400, "no model could be identified: set 'model' in the body or ?model="
             )
         backend = await self.server.current()
+        if found.model not in backend.config.selectors:
+            return await self._route(request, backend, found, received, strip_prefix, started)
+        try:
+            selector, target = (
+                found.model,
+                select(backend, found.model, content_type, found, received),
+            )
+        except NoTargetError as exc:
+            return error_response(request, 503, str(exc))
+        try:
+            return await self._route(request, backend, found, received, strip_prefix, started)
+        finally:
+            backend.selectors.release(selector, target)
+
+    async def _route(
+        self,
+        request: web.Request,
+        backend: Backend,
+        found: Extracted,
+        received: ReceivedBody,
+        strip_prefix: str,
+        started: float,
+    ) -> web.StreamResponse:
+        """A request whose name is final (selectors applied): a local model or a peer's."""
+        assert found.model is not None
+        content_type = request.headers.get("Content-Type", "")
+        body: bytes | AsyncIterator[bytes] = received.head
         config = backend.config
         model_id = config.resolve(found.model)
         if model_id is None:
