@@ -630,7 +630,6 @@ UNSUPPORTED_TOP = [
     "store",
     "ui",
     "performance",
-    "profiles",
     "upstream",
     "matrix",
 ]
@@ -758,8 +757,8 @@ routing: {router: {settings: {groups: {g: {members: ["${main}"]}}}}}
         "hooks.on_startup.preload[0]: unknown macro '${MODEL_ID}'"
     )
     # unsupported sections are ignored whole, macros included
-    assert cfg("profiles: {p: {description: '${whatever}'}}\n" + ONE).warnings == (
-        "profiles: not supported by llamaswap yet; ignored",
+    assert cfg("performance: {every: '${whatever}'}\n" + ONE).warnings == (
+        "performance: not supported by llamaswap yet; ignored",
     )
     # peers are supported: a leftover macro there is an error like anywhere else
     assert err(

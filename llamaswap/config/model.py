@@ -20,6 +20,7 @@ from llamaswap.core.spec import (
 
 if TYPE_CHECKING:
     from llamaswap.config.peers import PeerConfig, PeerRoute
+    from llamaswap.config.profiles import ProfileConfig
     from llamaswap.config.selectors import SelectorConfig
 
 DEFAULT_START_PORT = 5800
@@ -103,6 +104,7 @@ class Config:
     peer_routes: Mapping[str, PeerRoute] = field(default_factory=dict)
     """Public name -> peer route (FQNs and unique bare names; see ``config.peers``)."""
     selectors: Mapping[str, SelectorConfig] = field(default_factory=dict)
+    profiles: Mapping[str, ProfileConfig] = field(default_factory=dict)
 
     def resolve(self, name: str) -> str | None:
         """Real model id for a model id or alias; None when nothing matches."""

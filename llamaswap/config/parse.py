@@ -13,6 +13,7 @@ from llamaswap.config.macros import leftover_macros, resolve_macros, substitute,
 from llamaswap.config.model import DEFAULT_START_PORT, Config, ConfigError
 from llamaswap.config.peers import parse_peers, peer_routes
 from llamaswap.config.per_model import MAX_PORT, parse_models
+from llamaswap.config.profiles import parse_profiles, pin_names
 from llamaswap.config.routing import Resolver, parse_groups, parse_scheduler
 from llamaswap.config.selectors import parse_selectors, selector_ids
 from llamaswap.config.sources import type_name
@@ -52,6 +53,7 @@ TOP_LEVEL_KEYS = frozenset(
         "record",
         "peers",
         "selectors",
+        "profiles",
     }
 )
 TOP_LEVEL_UNSUPPORTED = {
@@ -63,7 +65,6 @@ TOP_LEVEL_UNSUPPORTED = {
     "store": UNSUPPORTED,
     "ui": UNSUPPORTED,
     "performance": UNSUPPORTED,
-    "profiles": UNSUPPORTED,
     "upstream": UNSUPPORTED,
     "matrix": "matrix routing is " + UNSUPPORTED + " (models use group routing)",
 }
@@ -159,8 +160,12 @@ def build_config(
     reserved = {
         sid: f"selectors.{sid}" for sid in selector_ids(opt(data, "selectors"), models, aliases)
     }
+    reserved.update(pin_names(opt(data, "profiles")))
     routes = peer_routes(peers, models, aliases, reserved)
     selectors = parse_selectors(ctx, opt(data, "selectors"), resolve, routes, groups)
+    profiles = parse_profiles(
+        ctx, opt(data, "profiles"), lambda n: resolve(n) is not None or n in routes, selectors
+    )
 
     return Config(
         models=models,
@@ -184,6 +189,7 @@ def build_config(
         peers=peers,
         peer_routes=routes,
         selectors=selectors,
+        profiles=profiles,
     )
 
 

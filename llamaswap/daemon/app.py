@@ -41,7 +41,9 @@ from llamaswap.daemon.loading import wait_with_loading_state
 from llamaswap.daemon.logs import LogMonitor
 from llamaswap.daemon.peers import forward as peer_forward
 from llamaswap.daemon.peers import peer_body, peer_records
-from llamaswap.daemon.selecting import select
+from llamaswap.daemon.profiles import apply_pin, pin_records
+from llamaswap.daemon.profiles import routes as profile_routes
+from llamaswap.daemon.selecting import select, selector_records
 from llamaswap.record.usage import UsageTap
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -193,6 +195,8 @@ class Api:
                 request, 400, "no model could be identified: set 'model' in the body or ?model="
             )
         backend = await self.server.current()
+        if (refusal := apply_pin(request, backend, found, received, content_type)) is not None:
+            return refusal
         if found.model not in backend.config.selectors:
             return await self._route(request, backend, found, received, strip_prefix, started)
         try:
@@ -451,6 +455,9 @@ class Api:
                     }
                     data.append(alias_record)
         data.extend(peer_records(config, created))
+        data.extend(selector_records(backend, created))
+        names = {*config.models, *config.aliases, *config.peer_routes, *config.selectors}
+        data.extend(pin_records(backend, names, created))
         data.sort(key=lambda r: r["id"])
         response = web.json_response({"object": "list", "data": data})
         origin = request.headers.get("Origin")
@@ -587,4 +594,6 @@ def build_app(server: Server, client_max_size: int) -> web.Application:
     add("GET", "/logs/stream", api.logs_stream)
     add("GET", "/logs/stream/{id:.+}", api.logs_stream)
     add("*", "/upstream/{tail:.*}", api.upstream)
+    for method, path, handler in profile_routes(server):
+        add(method, path, handler)
     return app

@@ -37,6 +37,9 @@ class Backend(Protocol):
     @property
     def config(self) -> Config: ...
 
+    active_profile: str
+    """The profile whose pins apply ("" = none; a new backend, i.e. a reload, starts with none)."""
+
     @property
     def selectors(self) -> Selectors:
         """This config's selectors and their spillover counts (the core decides; see selectors)."""

@@ -57,6 +57,7 @@ class Runtime:
         self.host.attach(self.router, self.processes)
         metrics.init_models(sorted(config.models))
         self._preloads: list[asyncio.Future[object]] = []
+        self.active_profile = ""
         self.selectors = Selectors({sid: s.spec for sid, s in config.selectors.items()})
 
     def preload(self) -> None:
