@@ -5,11 +5,14 @@ Each case goes through the real parser; errors must be one ConfigError line nami
 
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from llamaswap.config import Config, ConfigError, parse_config
+from llamaswap.config import Config, ConfigError, cli, parse_config
 from llamaswap.config.peers import PeerRoute
 
 
@@ -144,3 +147,35 @@ def test_fqn_is_reserved(models: dict[str, Any], message: str) -> None:
 def test_api_key_takes_global_macros() -> None:
     config = _config({"box": _peer("m", apiKey="${key}")}, macros={"key": "sk-macro"})
     assert config.peers["box"].api_key == "sk-macro"
+
+
+def test_check_config_shows_peers_selectors_and_profiles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "front.yaml"
+    f.write_text(
+        "models: {}\n"
+        "peers:\n  box: {proxy: 'http://127.0.0.1:9', models: [m, n], apiKey: k}\n"
+        "selectors:\n  s: {strategy: spillover, targets: [box/m, n], settings: {spillover: 3}}\n"
+        "profiles:\n  p: {pins: {x: m, off: ~}}\n"
+    )
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["check-config", "--config", str(f)])
+    assert args.func(args) == 0
+    out, err = capsys.readouterr()
+    assert err == ""  # these keys no longer warn
+    assert "peer box  http://127.0.0.1:9  (apiKey set)\n  models: m, n\n" in out
+    assert "selector s  spillover  spillover 3  -> box/m, n\n" in out
+    assert "profile p  x -> m, off -> (disabled)\n" in out
+    args = parser.parse_args(["check-config", "--config", str(f), "--json"])
+    assert args.func(args) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["peer_routes"] == {"box/m": "box/m", "box/n": "box/n", "m": "box/m", "n": "box/n"}
+    assert info["selectors"]["s"] == {
+        "strategy": "spillover",
+        "targets": ["box/m", "n"],
+        "spillover": 3,
+    }
+    assert info["profiles"] == {"p": {"x": "m", "off": ""}}
+    assert info["peers"]["box"]["api_key"] is True  # the key itself is not printed
