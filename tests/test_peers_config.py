@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llamaswap.config import Config, ConfigError, cli, parse_config
 from llamaswap.config.peers import PeerRoute
@@ -179,3 +181,41 @@ def test_check_config_shows_peers_selectors_and_profiles(
     }
     assert info["profiles"] == {"p": {"x": "m", "off": ""}}
     assert info["peers"]["box"]["api_key"] is True  # the key itself is not printed
+
+
+NAMES = st.sampled_from(["a", "b", "c", "p", "p/a", "a/b"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    peers=st.dictionaries(
+        st.sampled_from(["p", "q", "p/a", "a"]), st.lists(NAMES, min_size=1, max_size=4), max_size=3
+    ),
+    local=st.lists(st.sampled_from(["a", "b", "x"]), max_size=2, unique=True),
+)
+def test_peer_naming_invariants(peers: dict[str, list[str]], local: list[str]) -> None:
+    """llama-swap's precedence, for any peers: every FQN routes to itself; a bare name routes iff
+    exactly one peer lists it, it is no FQN and no local id; names nothing claims do not route."""
+    models = {m: {"proxy": "http://127.0.0.1:1"} for m in local}
+    try:
+        config = _config({pid: _peer(*ms) for pid, ms in peers.items()}, models=models)
+    except ConfigError as exc:  # only the reserved-name collisions may refuse a config
+        assert "ambiguous" in str(exc) or "conflicts with fully qualified" in str(exc)
+        return
+    fqns = {f"{pid}/{m}": PeerRoute(pid, m) for pid, ms in peers.items() for m in ms}
+    for fqn, route in fqns.items():
+        assert config.peer_route(fqn) == route
+    listed_by: dict[str, set[str]] = {}
+    for pid, ms in peers.items():
+        for m in ms:
+            listed_by.setdefault(m, set()).add(pid)
+    for name, owners in listed_by.items():
+        if name in fqns:
+            continue
+        route = config.peer_route(name)
+        if len(owners) == 1 and name not in local:
+            assert route == PeerRoute(next(iter(owners)), name)
+        else:
+            assert route is None
+    for name in config.peer_routes:
+        assert name in fqns or name in listed_by

@@ -315,3 +315,31 @@ async def test_spillover_selector_moves_load_to_the_second_box() -> None:
             # pool is not a model the boxes know: the front rewrote it to the peer's own id
             status, body = await _chat(session, f"http://127.0.0.1:{front.port}", "pool")
             assert status == 200 and body["model"] == "w"
+
+
+async def test_shutdown_waits_for_an_in_flight_peer_request() -> None:
+    """llama-swap's peer shutdown: new requests refused, the one in flight finishes (drain)."""
+    async with (
+        running_daemon(_box("w")) as box,
+        aiohttp.ClientSession() as session,
+    ):
+        config = parse_config(
+            {
+                "models": {},
+                "peers": {"box": {"proxy": f"http://127.0.0.1:{box.port}", "models": ["w"]}},
+            }
+        )
+        front = Daemon(config, drain_timeout=10.0)
+        await front.start("127.0.0.1", 0)
+        url = f"http://127.0.0.1:{front.port}/v1/chat/completions"
+        payload = {"model": "w", "messages": [{"role": "user", "content": "hi"}]}
+        resp = await session.post(url, json={**payload, "max_tokens": 40, "stream": True})
+        assert resp.status == 200
+        await resp.content.readline()  # being served by the box
+        stopping = asyncio.create_task(front.stop())
+        await wait_until(lambda: front.draining, what="the front draining")
+        body = await resp.read()
+        assert body.rstrip().endswith(b"data: [DONE]")  # relayed to its end
+        resp.release()
+        await stopping
+        assert _served(front) == {"box/w": 1}
