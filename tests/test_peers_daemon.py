@@ -107,6 +107,13 @@ async def test_every_model_answered_once_through_the_front() -> None:
         assert listed["box2/m2"]["meta"]["llamaswap"] == {"type": "peer", "peerID": "box2"}
         assert listed["box2/m2"]["name"] == "box2: m2"
 
+        # /upstream/<peer model>/<rest>: the rest goes to the peer as is (here: box2's own listing)
+        async with session.get(f"{url}/upstream/box2/m2/v1/models") as resp:
+            assert resp.status == 200
+            assert [m["id"] for m in (await resp.json())["data"]] == ["chat", "m2"]
+        async with session.get(f"{url}/upstream/m1", allow_redirects=False) as resp:
+            assert resp.status == 301 and resp.headers["Location"] == "/upstream/m1/"
+
 
 async def test_peer_api_key_is_injected_and_client_key_replaced() -> None:
     async with _cluster() as (box1, _box2, _front_d, url), aiohttp.ClientSession() as session:

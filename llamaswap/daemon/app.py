@@ -387,7 +387,8 @@ class Api:
         for i in range(len(segments), 0, -1):
             name = unquote("/".join(segments[:i]))
             model_id = config.resolve(name)
-            if model_id is None:
+            route = config.peer_route(name) if model_id is None else None
+            if model_id is None and route is None:
                 continue
             if i == len(segments):
                 target = "/upstream/" + "/".join(segments) + "/" + (f"?{query}" if query else "")
@@ -395,8 +396,6 @@ class Api:
                     raise web.HTTPMovedPermanently(target)
                 raise web.HTTPPermanentRedirect(target)
             rest = "/" + "/".join(segments[i:]) + (f"?{query}" if query else "")
-            model = config.models[model_id]
-            url = model.proxy.rstrip("/") + rest
             body: Any = None
             if request.can_read_body:
                 length = request.content_length
@@ -407,6 +406,11 @@ class Api:
                         return error_response(request, 413, f"request body too large: {exc.text}")
                 else:
                     body = request.content.iter_any()
+            if route is not None:  # a peer model: the rest of the path goes to the peer as is
+                peer = config.peers[route.peer]
+                return await peer_forward(request, self.server, peer, route, rest, body)
+            assert model_id is not None
+            url = config.models[model_id].proxy.rstrip("/") + rest
             return await self._serve(request, backend, model_id, url, body, False, time.monotonic())
         return error_response(request, 404, "model not found")
 
