@@ -21,6 +21,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from llamaswap.config.model import Config
 from llamaswap.config.peers import PeerRoute
 from llamaswap.core.errors import RequestError
 from llamaswap.core.process import ProcessState
@@ -229,7 +230,7 @@ class Api:
         if model_id is None:
             route = config.peer_route(found.model)
             if route is not None:
-                return await self._to_peer(request, route, found, received, strip_prefix)
+                return await self._to_peer(request, config, route, found, received, strip_prefix)
             return error_response(request, 404, f"model {found.model!r} is not configured")
         model = config.models[model_id]
         if found.json_body is not None:
@@ -351,13 +352,17 @@ class Api:
     async def _to_peer(
         self,
         request: web.Request,
+        config: Config,
         route: PeerRoute,
         found: Extracted,
         received: ReceivedBody,
         strip_prefix: str,
     ) -> web.StreamResponse:
-        """A name only a peer answers to: its filters and model id, then straight out (§4.9)."""
-        peer = self.server.config.peers[route.peer]
+        """A name only a peer answers to: its filters and model id, then straight out (§4.9).
+
+        ``config``: the dispatching backend's, so a reload never moves a request to another peer.
+        """
+        peer = config.peers[route.peer]
         body: bytes | AsyncIterator[bytes] = received.head
         rewritten = peer_body(peer, route, found.model or "", found.json_body)
         if rewritten is not None:
