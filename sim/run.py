@@ -25,18 +25,22 @@ def simulate(
     progress: Callable[[int], None] | None = None,
     hooks: SimHooks | None = None,
     stop_time: Callable[[str], float] | None = None,
+    host_factory: Callable[..., SimHost] = SimHost,
 ) -> tuple[SimRecord, float]:
     """Replay ``trace`` through the real router with ``scheduler``; returns (record, wall seconds).
 
     ``hooks`` and ``stop_time``: see :class:`SimHost` (e.g. ``sim.eventlog`` writes the event log).
     Neither changes a decision: a run with hooks is the same run.
+    ``host_factory``: builds the host from :class:`SimHost`'s arguments; a host that routes some
+    requests before the core sees them (``sim.federation``: selectors, profiles, peers) passes its
+    subclass here. Everything else uses :class:`SimHost` itself.
     """
     wall = time.perf_counter()
     env = simpy.Environment()
     clock = SimClock(env)
     models = sorted(set(spec.models) | set(trace.models))
     default = TimingProfile()
-    host = SimHost(
+    host = host_factory(
         env,
         models,
         {m: profiles.get(m, default) for m in models},

@@ -630,9 +630,6 @@ UNSUPPORTED_TOP = [
     "store",
     "ui",
     "performance",
-    "profiles",
-    "selectors",
-    "peers",
     "upstream",
     "matrix",
 ]
@@ -760,6 +757,10 @@ routing: {router: {settings: {groups: {g: {members: ["${main}"]}}}}}
         "hooks.on_startup.preload[0]: unknown macro '${MODEL_ID}'"
     )
     # unsupported sections are ignored whole, macros included
-    assert cfg("peers: {p: {apiKey: '${whatever}'}}\n" + ONE).warnings == (
-        "peers: not supported by llamaswap yet; ignored",
+    assert cfg("performance: {every: '${whatever}'}\n" + ONE).warnings == (
+        "performance: not supported by llamaswap yet; ignored",
     )
+    # peers are supported: a leftover macro there is an error like anywhere else
+    assert err(
+        "peers: {p: {proxy: 'http://h', models: [x], apiKey: '${whatever}'}}\n" + ONE
+    ).startswith("peers.p.apiKey: unknown macro '${whatever}'")

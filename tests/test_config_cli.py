@@ -22,18 +22,18 @@ def test_valid_config_text_and_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     f = tmp_path / "c.yaml"
     f.write_text(
         "models:\n  m: {cmd: 'true --port ${PORT}', aliases: [mm], ttl: 30}\n"
-        "groups:\n  g: {members: [m], swap: false}\npeers: {}\n"
+        "groups:\n  g: {members: [m], swap: false}\nperformance: {}\n"
     )
     assert run("--config", str(f)) == 0
     out, errs = capsys.readouterr()
     assert "model m  [group g]  ttl 30s  limit 10" in out
     assert "cmd:   true --port 5800" in out and "aliases: mm" in out
-    assert errs == "warning: peers: not supported by llamaswap yet; ignored\n"
+    assert errs == "warning: performance: not supported by llamaswap yet; ignored\n"
     assert run("--config", str(f), "--json") == 0
     info = json.loads(capsys.readouterr().out)
     assert info["models"]["m"]["port"] == 5800 and info["models"]["m"]["group"] == "g"
     assert info["scheduler"] == "serial" and info["warnings"] == [
-        "peers: not supported by llamaswap yet; ignored"
+        "performance: not supported by llamaswap yet; ignored"
     ]
     assert run("--config", str(f), "--strict") == 2
 

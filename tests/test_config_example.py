@@ -62,9 +62,6 @@ def test_example_config_loads_with_warnings_only() -> None:
     assert cfg.scheduler == "fifo"
     joined = "\n".join(cfg.warnings)
     for key in (
-        "peers",
-        "selectors",
-        "profiles",
         "ui",
         "performance",
         "upstream",
@@ -80,6 +77,25 @@ def test_example_config_loads_with_warnings_only() -> None:
     ):
         assert sum(w.startswith(key + ":") for w in cfg.warnings) == 1, key
     assert "models.unlisted-model.proxy" in joined
+    # peers and selectors are read, not warned about
+    assert not [w for w in cfg.warnings if w.startswith("peers")]
+    assert cfg.peers["openrouter"].proxy == "https://openrouter.ai/api"
+    assert cfg.peers["openrouter"].strip_params == ("temperature", "top_p")
+    assert cfg.peer_route("z-ai/glm-4.7") is not None
+    assert cfg.peer_route("llama-swap-peer/embeddings/model_c") is not None
+    assert sorted(cfg.selectors) == ["coding-model", "llama", "llm-plan"]
+    assert dict(cfg.profiles["coding"].pins) == {
+        "llm-code": "gpt-oss-120b",
+        "image-gen": "",
+    }  # llm-plan -> qwen-unlisted (the skipped unlisted-model's alias) dropped with a warning
+    assert [t.key for t in cfg.selectors["llm-plan"].spec.targets] == [
+        "gpt-oss-120b",
+        "openrouter/z-ai/glm-4.7",
+    ]
+    # illustrative targets naming no model (the skipped unlisted-model's alias, modelA/B) drop
+    assert [t.key for t in cfg.selectors["llama"].spec.targets] == ["docker-llama"]
+    assert sum(w.startswith("selectors.") and w.endswith("; dropped") for w in cfg.warnings) == 3
+    assert sum(w.startswith("profiles.") and w.endswith("; dropped") for w in cfg.warnings) == 1
     assert len(cfg.warnings) == len(set(cfg.warnings))
     spec = cfg.routing_spec()
     assert set(spec.models) == {"gpt-oss-120b", "docker-llama"}

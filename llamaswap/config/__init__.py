@@ -9,8 +9,10 @@ Deliberate differences from llama-swap, each chosen so a config is never silentl
   llama-swap's ``fifo``; valid names come from ``llamaswap.core.policies.scheduler_names()``.
 * ``routing.scheduler.settings.fifo.priority`` keys may be aliases and are stored by real model id
   (llama-swap accepts alias keys but then ignores them: quirk 14).
-* Keys this project does not implement (matrix, peers, selectors, profiles, ...) and unknown keys
-  are ignored with one warning each in ``Config.warnings``; ``routing.router.use: matrix`` is an error.
+* Keys this project does not implement (matrix, ui, performance, ...) and unknown keys are ignored
+  with one warning each in ``Config.warnings``; ``routing.router.use: matrix`` is an error.
+* A selector target or profile pin naming no model is dropped with a warning while another remains
+  (``peers``/``selectors``/``profiles`` are otherwise validated as llama-swap's: docs/peers.md).
 * Group members and fifo priorities naming no model are dropped with a warning (llama-swap's own
   example config has such illustrative names).
 * Duplicate YAML keys are errors (as in Go's yaml.v3); YAML dates stay strings.

@@ -11,6 +11,7 @@ import json
 import sys
 from typing import Any, TextIO
 
+from llamaswap.config.federation import federation_lines, federation_summary
 from llamaswap.config.model import Config, ConfigError
 
 
@@ -40,6 +41,7 @@ def summary(config: Config) -> dict[str, Any]:
             }
             for mid, m in config.models.items()
         },
+        **federation_summary(config),
         "warnings": list(config.warnings),
     }
 
@@ -60,6 +62,8 @@ def _print_text(config: Config, out: TextIO) -> None:
         print(f"  proxy: {m['proxy'] or '-'}", file=out)
         if m["aliases"]:
             print(f"  aliases: {', '.join(m['aliases'])}", file=out)
+    for line in federation_lines(config):
+        print(line, file=out)
     if config.preload:
         print(f"preload: {', '.join(config.preload)}", file=out)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llamaswap.core.spec import (
     DEFAULT_HEALTH_CHECK_TIMEOUT,
@@ -17,6 +17,11 @@ from llamaswap.core.spec import (
     ModelSpec,
     RoutingSpec,
 )
+
+if TYPE_CHECKING:
+    from llamaswap.config.peers import PeerConfig, PeerRoute
+    from llamaswap.config.profiles import ProfileConfig
+    from llamaswap.config.selectors import SelectorConfig
 
 DEFAULT_START_PORT = 5800
 DEFAULT_CHECK_ENDPOINT = "/health"
@@ -112,12 +117,23 @@ class Config:
     """alias -> real model id."""
     sources: tuple[str, ...] = ()
     """Files this config was loaded from, in merge order (empty for ``parse_config``)."""
+    peers: Mapping[str, PeerConfig] = field(default_factory=dict)
+    peer_routes: Mapping[str, PeerRoute] = field(default_factory=dict)
+    """Public name -> peer route (FQNs and unique bare names; see ``config.peers``)."""
+    selectors: Mapping[str, SelectorConfig] = field(default_factory=dict)
+    profiles: Mapping[str, ProfileConfig] = field(default_factory=dict)
 
     def resolve(self, name: str) -> str | None:
         """Real model id for a model id or alias; None when nothing matches."""
         if name in self.models:
             return name
         return self.aliases.get(name)
+
+    def peer_route(self, name: str) -> PeerRoute | None:
+        """The peer route for a name no local model or alias claims (local wins, as llama-swap)."""
+        if self.resolve(name) is not None:
+            return None
+        return self.peer_routes.get(name)
 
     def routing_spec(self) -> RoutingSpec:
         """The subset of this config the sans-IO core runs on."""

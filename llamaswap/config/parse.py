@@ -11,8 +11,11 @@ from typing import Any
 
 from llamaswap.config.macros import leftover_macros, resolve_macros, substitute, validate_macros
 from llamaswap.config.model import DEFAULT_SCHEDULER, DEFAULT_START_PORT, Config, ConfigError
+from llamaswap.config.peers import parse_peers, peer_routes
 from llamaswap.config.per_model import MAX_PORT, parse_models
+from llamaswap.config.profiles import parse_profiles, pin_names
 from llamaswap.config.routing import Resolver, parse_groups, parse_scheduler
+from llamaswap.config.selectors import parse_selectors, selector_ids
 from llamaswap.config.sources import type_name
 from llamaswap.config.values import (
     UNSUPPORTED,
@@ -48,6 +51,9 @@ TOP_LEVEL_KEYS = frozenset(
         "routing",
         "groups",
         "record",
+        "peers",
+        "selectors",
+        "profiles",
     }
 )
 TOP_LEVEL_UNSUPPORTED = {
@@ -59,9 +65,6 @@ TOP_LEVEL_UNSUPPORTED = {
     "store": UNSUPPORTED,
     "ui": UNSUPPORTED,
     "performance": UNSUPPORTED,
-    "profiles": UNSUPPORTED,
-    "selectors": UNSUPPORTED,
-    "peers": UNSUPPORTED,
     "upstream": UNSUPPORTED,
     "matrix": "matrix routing is " + UNSUPPORTED + " (models use group routing)",
 }
@@ -115,7 +118,8 @@ def build_config(
         send_loading_state=send_loading_state,
         start_port=start_port,
     )
-    if not models and not ctx.errors:
+    if not models and not ctx.errors and not opt(data, "peers"):
+        # A front box that only forwards to peers is a real set-up (docs/peers.md), not a mistake.
         ctx.warn("models: no models defined; every request will be answered 404")
     aliases = {alias: mid for mid, m in models.items() for alias in m.aliases}
 
@@ -130,6 +134,19 @@ def build_config(
         (DEFAULT_SCHEDULER, no_settings),
     )
     preload = ctx.attempt(lambda: _preload(ctx, data, resolve), none)
+    # Federation (peers, selectors, profiles) is checked against the models, aliases and groups
+    # above, so it is checked once they are valid (otherwise it would report follow-on errors).
+    ctx.raise_errors()
+    peers = parse_peers(ctx, opt(data, "peers"))
+    reserved = {
+        sid: f"selectors.{sid}" for sid in selector_ids(opt(data, "selectors"), models, aliases)
+    }
+    reserved.update(pin_names(opt(data, "profiles")))
+    routes = peer_routes(peers, models, aliases, reserved)
+    selectors = parse_selectors(ctx, opt(data, "selectors"), resolve, routes, groups)
+    profiles = parse_profiles(
+        ctx, opt(data, "profiles"), lambda n: resolve(n) is not None or n in routes, selectors
+    )
     ctx.raise_errors()
 
     return Config(
@@ -151,6 +168,10 @@ def build_config(
         sources=sources,
         record_path=record_path,
         record_max_bytes=record_max_bytes,
+        peers=peers,
+        peer_routes=routes,
+        selectors=selectors,
+        profiles=profiles,
     )
 
 

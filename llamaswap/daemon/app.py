@@ -21,13 +21,18 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from llamaswap.config.model import Config
+from llamaswap.config.peers import PeerRoute
 from llamaswap.core.errors import RequestError
 from llamaswap.core.process import ProcessState
+from llamaswap.core.selectors import NoTargetError
+from llamaswap.daemon.body import Body as ReceivedBody
 from llamaswap.daemon.body import BodyTooLargeError, read_body
 from llamaswap.daemon.contract import Backend, Server
 from llamaswap.daemon.errors import error_response, request_error_response
 from llamaswap.daemon.extract import (
     BadRequestError,
+    Extracted,
     apply_filters,
     extract,
     replace_multipart_model,
@@ -36,6 +41,11 @@ from llamaswap.daemon.facts import facts_of
 from llamaswap.daemon.forward import relay, request_headers
 from llamaswap.daemon.loading import wait_with_loading_state
 from llamaswap.daemon.logs import LogMonitor
+from llamaswap.daemon.peers import forward as peer_forward
+from llamaswap.daemon.peers import peer_body, peer_records
+from llamaswap.daemon.profiles import apply_pin, pin_records
+from llamaswap.daemon.profiles import routes as profile_routes
+from llamaswap.daemon.selecting import select, selector_records
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -178,7 +188,6 @@ class Api:
             )
         except BodyTooLargeError as exc:
             return error_response(request, 413, f"request body too large: {exc}")
-        body: bytes | AsyncIterator[bytes] = received.head
         self.server.operator.capture_request(facts_of(request), received.head)
         try:
             found = extract(content_type, received.head, request.query, query_first=query_first)
@@ -189,9 +198,41 @@ class Api:
                 request, 400, "no model could be identified: set 'model' in the body or ?model="
             )
         backend = await self.server.current()
+        if (refusal := apply_pin(request, backend, found, received, content_type)) is not None:
+            return refusal
+        if found.model not in backend.config.selectors:
+            return await self._route(request, backend, found, received, strip_prefix, started)
+        try:
+            selector, target = (
+                found.model,
+                select(backend, found.model, content_type, found, received),
+            )
+        except NoTargetError as exc:
+            return error_response(request, 503, str(exc))
+        try:
+            return await self._route(request, backend, found, received, strip_prefix, started)
+        finally:
+            backend.selectors.release(selector, target)
+
+    async def _route(
+        self,
+        request: web.Request,
+        backend: Backend,
+        found: Extracted,
+        received: ReceivedBody,
+        strip_prefix: str,
+        started: float,
+    ) -> web.StreamResponse:
+        """A request whose name is final (selectors applied): a local model or a peer's."""
+        assert found.model is not None
+        content_type = request.headers.get("Content-Type", "")
+        body: bytes | AsyncIterator[bytes] = received.head
         config = backend.config
         model_id = config.resolve(found.model)
         if model_id is None:
+            route = config.peer_route(found.model)
+            if route is not None:
+                return await self._to_peer(request, config, route, found, received, strip_prefix)
             return error_response(request, 404, f"model {found.model!r} is not configured")
         model = config.models[model_id]
         seen = facts_of(request)
@@ -321,6 +362,38 @@ class Api:
             seen.status = status
             server.request_closed()
 
+    async def _to_peer(
+        self,
+        request: web.Request,
+        config: Config,
+        route: PeerRoute,
+        found: Extracted,
+        received: ReceivedBody,
+        strip_prefix: str,
+    ) -> web.StreamResponse:
+        """A name only a peer answers to: its filters and model id, then straight out (§4.9).
+
+        ``config``: the dispatching backend's, so a reload never moves a request to another peer.
+        """
+        peer = config.peers[route.peer]
+        body: bytes | AsyncIterator[bytes] = received.head
+        rewritten = peer_body(peer, route, found.model or "", found.json_body)
+        if rewritten is not None:
+            body = rewritten
+        elif route.model != found.model and request.content_type == "multipart/form-data":
+            body = replace_multipart_model(
+                request.headers["Content-Type"], received.head, route.model
+            )
+        body_length: int | None = None
+        if not received.whole:
+            head = body if isinstance(body, bytes) else None
+            body_length = received.length(head)
+            body = received.payload(head)
+        path = request.raw_path
+        if strip_prefix and path.startswith(strip_prefix):
+            path = path[len(strip_prefix) :]
+        return await peer_forward(request, self.server, peer, route, path, body, body_length)
+
     # ================================================================== /upstream passthrough
 
     async def upstream(self, request: web.Request) -> web.StreamResponse:
@@ -332,7 +405,8 @@ class Api:
         for i in range(len(segments), 0, -1):
             name = unquote("/".join(segments[:i]))
             model_id = config.resolve(name)
-            if model_id is None:
+            route = config.peer_route(name) if model_id is None else None
+            if model_id is None and route is None:
                 continue
             if i == len(segments):
                 target = "/upstream/" + "/".join(segments) + "/" + (f"?{query}" if query else "")
@@ -340,8 +414,6 @@ class Api:
                     raise web.HTTPMovedPermanently(target)
                 raise web.HTTPPermanentRedirect(target)
             rest = "/" + "/".join(segments[i:]) + (f"?{query}" if query else "")
-            model = config.models[model_id]
-            url = model.proxy.rstrip("/") + rest
             body: Any = None
             if request.can_read_body:
                 length = request.content_length
@@ -352,6 +424,11 @@ class Api:
                         return error_response(request, 413, f"request body too large: {exc.text}")
                 else:
                     body = request.content.iter_any()
+            if route is not None:  # a peer model: the rest of the path goes to the peer as is
+                peer = config.peers[route.peer]
+                return await peer_forward(request, self.server, peer, route, rest, body)
+            assert model_id is not None
+            url = config.models[model_id].proxy.rstrip("/") + rest
             return await self._serve(request, backend, model_id, url, body, False, time.monotonic())
         if not raw_path.strip("/"):
             return await self.upstream_index(request)
@@ -424,6 +501,10 @@ class Api:
                         "llamaswap": {**dict(model.metadata), "type": "alias", "modelID": model_id}
                     }
                     data.append(alias_record)
+        data.extend(peer_records(config, created))
+        data.extend(selector_records(backend, created))
+        names = {*config.models, *config.aliases, *config.peer_routes, *config.selectors}
+        data.extend(pin_records(backend, names, created))
         data.sort(key=lambda r: r["id"])
         response = web.json_response({"object": "list", "data": data})
         origin = request.headers.get("Origin")
@@ -568,4 +649,6 @@ def build_app(server: Server, client_max_size: int) -> web.Application:
     add("GET", "/logs/stream/{id:.+}", api.logs_stream)
     add("GET", "/upstream", api.upstream_index)
     add("*", "/upstream/{tail:.*}", api.upstream)
+    for method, path, handler in profile_routes(server):
+        add(method, path, handler)
     return app

@@ -23,6 +23,7 @@ from aiohttp import ClientSession
 
 from llamaswap.config.model import Config
 from llamaswap.core.process import ProcessState
+from llamaswap.core.selectors import Selectors
 from llamaswap.daemon.host import Ticket
 from llamaswap.daemon.logs import Logs
 from llamaswap.daemon.metrics import Metrics
@@ -38,6 +39,13 @@ class Backend(Protocol):
 
     @property
     def config(self) -> Config: ...
+
+    active_profile: str
+    """The profile whose pins apply ("" = none; a new backend, i.e. a reload, starts with none)."""
+
+    @property
+    def selectors(self) -> Selectors:
+        """This config's selectors and their spillover counts (the core decides; see selectors)."""
 
     def state(self, model: str) -> ProcessState | None:
         """The model's process state (None: the core has not seen it yet)."""

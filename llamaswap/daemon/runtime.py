@@ -13,6 +13,7 @@ from collections.abc import Hashable, Mapping
 from llamaswap.config.model import Config, ModelConfig
 from llamaswap.core.process import ProcessState
 from llamaswap.core.router import Router
+from llamaswap.core.selectors import Selectors
 from llamaswap.daemon.host import AsyncHost, Ticket
 from llamaswap.daemon.logs import Logs
 from llamaswap.daemon.metrics import Metrics
@@ -56,6 +57,8 @@ class Runtime:
         self.host.attach(self.router, self.processes)
         metrics.init_models(sorted(config.models))
         self._preloads: list[asyncio.Future[object]] = []
+        self.active_profile = ""
+        self.selectors = Selectors({sid: s.spec for sid, s in config.selectors.items()})
 
     def preload(self) -> None:
         """``hooks.on_startup.preload``: a synthetic request per model, through the core."""
