@@ -17,7 +17,7 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev,real]'
 	touch $@ $(VENV)/.runtime
 
-.PHONY: demo test lint
+.PHONY: demo test lint llama-server
 demo: $(VENV)/.runtime
 	$(BIN)/llamaswap sim scenarios/default.yaml
 
@@ -25,6 +25,13 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy llamaswap sim
 
-test: lint
+# llama.cpp's own llama-server for the real-server tier (issue 20): built once from a pinned source
+# with -j2 at low priority (about 1,000 CPU-seconds), cached under ~/.cache/llamaswap/ keyed by source
+# and flags, so a warm run only checks that the file is there.
+LLAMA_SERVER_JOBS ?= 2
+llama-server: | $(BIN)/python
+	nice -n 10 $(BIN)/python -m llamaswap.llamaserver build -j$(LLAMA_SERVER_JOBS)
+
+test: lint llama-server
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
 	$(BIN)/coverage report --include='llamaswap/core/*' --fail-under=90

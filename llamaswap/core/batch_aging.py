@@ -42,6 +42,8 @@ has had so far when that is longer: once a burst has made ``maxWait`` unreachabl
 against it would load a model per request, and the box would fall further behind. When the plan
 fails, the model with the oldest request goes next. Waiting models go in order of their oldest
 request (the order the plan assumes), and ``switchRatio`` is not used. Residency still holds.
+Without ``slots`` in the config, a slot count the upstream reports when it becomes ready
+(``ProcessReady.slots``, llama-server's ``/props``) sets that model's window, and only the window.
 
 Load cancellation: a load nobody waits for any more is aborted when another model has queued
 work, and allowed to finish otherwise. Every timer goes through ``Effects.call_at``.
@@ -236,6 +238,8 @@ class BatchAgingScheduler:
         """``max_wait()``, kept current by every observed load."""
         self._load_started: dict[str, float] = {}
         """When the load that made each model resident was started (residency's claim to honour)."""
+        self._reported_slots: dict[str, int] = {}
+        """Slot counts the upstreams reported when they became ready (used where none is set)."""
 
     # ------------------------------------------------------------------ events
 
@@ -331,6 +335,15 @@ class BatchAgingScheduler:
         self._arrival_sum.clear()
         self._effects.queue_changed([])
 
+    def on_upstream_slots(self, model: str, slots: int) -> None:
+        """A configured ``slots`` wins; otherwise the reported count becomes the model's window.
+
+        Only the window: planned switches stay off unless ``slots`` is configured, since a plan
+        needs every model's count before the first load and a report arrives with each load.
+        """
+        if slots >= 1:
+            self._reported_slots[model] = slots
+
     def on_timer(self, key: Hashable) -> None:
         if key != ("wake", self._timer_seq):
             return  # superseded by a later reschedule
@@ -350,6 +363,7 @@ class BatchAgingScheduler:
             "claims": self._ranked(now, set(self._effects.running_models()) | set(self._active))[1],
             "load_estimate": {m: self.load_cost(m) for m in sorted(self._load_estimate)},
             "max_wait": self.max_wait(),
+            "window": {m: n for m in self._models if (n := self._window(m)) is not None},
             **({"plan_limit": self.plan_limit()} if self.settings.planned else {}),
         }
 
@@ -668,8 +682,12 @@ class BatchAgingScheduler:
 
     def _room(self, model: str) -> int | None:
         """How many more requests the model's upstream may have now (None: no window)."""
-        slots = self.settings.slots.get(model)
+        slots = self._window(model)
         return None if slots is None else max(slots - self._in_flight[model], 0)
+
+    def _window(self, model: str) -> int | None:
+        """The most requests the model's upstream gets at once: configured, reported, or None."""
+        return self.settings.slots.get(model, self._reported_slots.get(model))
 
     def _take(self, model: str, limit: int | None = None) -> list[Request]:
         """The model's queued requests, oldest first: all of them, or at most ``limit``."""
