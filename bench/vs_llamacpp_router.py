@@ -4,7 +4,9 @@ Systems, all serving SmolLM2-135M as two models with the same per-model argument
 ``-t``, ``-tb`` from ``examples/config-llama-server.yaml``):
 
 - ``llamaswap-serial``, ``llamaswap-fifo``, ``llamaswap-batch-aging``: ``llamaswap serve`` with the
-  example config (scheduler and ports adjusted, concurrency limit raised so nothing is a 429);
+  example config (scheduler and ports adjusted, concurrency limit raised so nothing is a 429, and
+  the binary itself as each model's command, as the router starts it; ``--wrapper`` keeps the
+  example's ``python -m llamaswap.llamaserver serve``);
 - ``router-max1``: ``llama-server --models-preset <ini> --models-max 1``, the ini written from the
   same example (one section per model, its arguments as keys), so at most one model is loaded and
   the router evicts the least recently used one;
@@ -124,6 +126,8 @@ class System:
     models_max: int = 1
     coresident: bool = False
 
+    wrapper: bool = False
+
     def argv(self, port: int, scratch: Path) -> list[str]:
         data = example()
         if self.kind == "router":
@@ -137,6 +141,11 @@ class System:
                 "--port", str(port),
             ]  # fmt: skip
         data["startPort"] = port + 1
+        if not self.wrapper:
+            # The binary itself as the cmd, as the router runs it: the example's `python -m
+            # llamaswap.llamaserver serve` wrapper costs a Python start-up per load.
+            direct = shlex.join([str(llamaserver.binary_path()), "-m", str(gguf_path())])
+            data["macros"]["llama-server"] = f"{direct} --host 127.0.0.1"
         data.setdefault("routing", {}).setdefault("scheduler", {})["use"] = self.scheduler
         for model in data["models"].values():
             model["concurrencyLimit"] = 1000
@@ -150,16 +159,16 @@ class System:
         return serve_argv(config, port)
 
 
-def systems(coresident: bool) -> list[System]:
+def systems(coresident: bool, wrapper: bool = False) -> list[System]:
     chosen = [
-        System("llamaswap-serial", "llamaswap", "serial"),
-        System("llamaswap-fifo", "llamaswap", "fifo"),
-        System("llamaswap-batch-aging", "llamaswap", "batch-aging"),
+        System("llamaswap-serial", "llamaswap", "serial", wrapper=wrapper),
+        System("llamaswap-fifo", "llamaswap", "fifo", wrapper=wrapper),
+        System("llamaswap-batch-aging", "llamaswap", "batch-aging", wrapper=wrapper),
         System("router-max1", "router", models_max=1),
     ]
     if coresident:
         chosen += [
-            System("llamaswap-fifo-both", "llamaswap", "fifo", coresident=True),
+            System("llamaswap-fifo-both", "llamaswap", "fifo", coresident=True, wrapper=wrapper),
             System("router-max2", "router", models_max=2),
         ]
     return chosen
@@ -629,12 +638,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "binary": str(llamaserver.binary_path()),
         "cpus": os.cpu_count(),
         "seed": args.seed,
+        "wrapper": args.wrapper,
         "systems": {},
     }
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="vs-router-") as tmp:
         scratch = Path(tmp)
-        for system in systems(args.coresident):
+        for system in systems(args.coresident, args.wrapper):
             if args.system and system.name not in args.system:
                 continue
             rows: dict[str, Any] = {}
@@ -655,6 +665,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--coresident", action="store_true", help="also router-max2 and fifo-both")
     parser.add_argument("--system", action="append", help="only these systems (repeatable)")
+    parser.add_argument(
+        "--wrapper",
+        action="store_true",
+        help="llamaswap starts each model through the example's python wrapper, not the binary",
+    )
     parser.add_argument(
         "--workload", action="append", choices=sorted(WORKLOADS), help="only these workloads"
     )
