@@ -17,7 +17,7 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev,real]'
 	touch $@ $(VENV)/.runtime
 
-.PHONY: demo test lint browser-deps
+.PHONY: demo test lint browser-deps llama-server
 demo: $(VENV)/.runtime
 	$(BIN)/llamaswap sim scenarios/default.yaml
 
@@ -33,6 +33,14 @@ browser-deps:
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium; }
 
-test: lint browser-deps
+
+# llama.cpp's own llama-server for the real-server tier (issue 20): built once from a pinned source
+# with -j2 at low priority (about 1,000 CPU-seconds), cached under ~/.cache/llamaswap/ keyed by source
+# and flags, so a warm run only checks that the file is there.
+LLAMA_SERVER_JOBS ?= 2
+llama-server: | $(BIN)/python
+	nice -n 10 $(BIN)/python -m llamaswap.llamaserver build -j$(LLAMA_SERVER_JOBS)
+
+test: lint browser-deps llama-server
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
 	$(BIN)/coverage report --include='llamaswap/core/*' --fail-under=90

@@ -31,6 +31,10 @@ Writes ``<out>/<scheduler>/{real.jsonl,sim.jsonl,compare.json,calibration.json,c
 
     .venv/bin/python bench/real_fidelity.py --requests 200 --duration 360 --seeds 0-19
     .venv/bin/python bench/real_fidelity.py --sim-only --duration 360 --seeds 0-19 --out DIR
+
+``--server llama-server`` runs the same workload on llama.cpp's own binary
+(``examples/config-llama-server.yaml``, ``make llama-server``) with one slot per server (``-np 1``), so
+the upstream-serial calibration below holds for it as for llama_cpp.server.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import itertools
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -55,6 +60,7 @@ from typing import Any
 
 import yaml
 
+from llamaswap import llamaserver
 from llamaswap.daemon.testing import env_with_venv_on_path, free_port_block
 from llamaswap.fidelity.live import Outgoing, open_loop, recording_daemon
 from llamaswap.fidelity.plots import plot_real_fidelity
@@ -71,6 +77,10 @@ from sim.trace import write_trace
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "config-llamacpp.yaml"
+SERVERS = {
+    "llama-cpp-python": EXAMPLE,
+    "llama-server": REPO / "examples" / "config-llama-server.yaml",
+}
 AZURE = "traces/raw/azure-llm-2023"
 """Inside the shared directory (``sim.shared``)."""
 SERVICES = {"code": "smollm2", "conv": "smollm2-lite"}
@@ -169,12 +179,17 @@ def prompt_text(item: Item) -> str:
 # ------------------------------------------------------------------------------------- real run
 
 
-def bench_config(start_port: int, scheduler: str) -> dict[str, Any]:
-    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+def bench_config(
+    start_port: int, scheduler: str, server: str = "llama-cpp-python"
+) -> dict[str, Any]:
+    data = yaml.safe_load(SERVERS[server].read_text(encoding="utf-8"))
     data["startPort"] = start_port
     data.setdefault("routing", {}).setdefault("scheduler", {})["use"] = scheduler
     for model in data["models"].values():
         model["concurrencyLimit"] = 1000  # measure queueing, not 429s
+        # One slot on llama-server: the simulator's parallel 1 (see upstream_serial_view).
+        if server == "llama-server":
+            model["cmd"] = re.sub(r"-np \d+", "-np 1", model["cmd"])
     return data
 
 
@@ -232,9 +247,11 @@ async def drive_and_sample(
         sampler.cancel()
 
 
-async def run_real(workload: Sequence[Item], scheduler: str, out: Path, timeout: float) -> Path:
+async def run_real(
+    workload: Sequence[Item], scheduler: str, out: Path, timeout: float, server: str
+) -> Path:
     """The fidelity harness's recording daemon (``llamaswap.fidelity.live``) on llama.cpp."""
-    config = bench_config(free_port_block(2), scheduler)
+    config = bench_config(free_port_block(2), scheduler, server)
     async with recording_daemon(config, out, env_with_venv_on_path()) as (base, log_path):
         results, load = await drive_and_sample(base, workload, timeout)
     (out / "load.json").write_text(json.dumps([round(x, 2) for x in load]))
@@ -490,8 +507,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--sim-only", action="store_true", help="reuse the recorded real.jsonl logs under --out"
     )
+    parser.add_argument(
+        "--server",
+        choices=sorted(SERVERS),
+        default="llama-cpp-python",
+        help="the upstream: llama-cpp-python's server or llama.cpp's llama-server binary",
+    )
     args = parser.parse_args(argv)
-    if not llama_cpp_available():
+    if args.server == "llama-server" and not args.sim_only and not llamaserver.available():
+        print(f"needs the llama-server binary; {llamaserver.BUILD_HINT}", file=sys.stderr)
+        return 2
+    if args.server == "llama-cpp-python" and not llama_cpp_available():
         print("needs the real extra: pip install -e '.[real]'", file=sys.stderr)
         return 2
     gguf_path()  # fail early, with the install hint, when the model is missing
@@ -509,6 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "output_tokens_mean": round(sum(i.output_tokens for i in workload) / len(workload), 1),
         },
         "cpus": os.cpu_count(),
+        "server": args.server,
         "schedulers": {},
     }
     for scheduler in schedulers:
@@ -519,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"[{scheduler}] real run: {len(workload)} requests over {args.duration:.0f} s ..."
             )
-            asyncio.run(run_real(workload, scheduler, out, args.timeout))
+            asyncio.run(run_real(workload, scheduler, out, args.timeout, args.server))
         real_wall = time.monotonic() - started
         real_records = read_log(out / "real.jsonl")
         sim_log, fits = simulate_log(out / "real.jsonl", scheduler, out, args.seed)

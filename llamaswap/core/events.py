@@ -51,10 +51,15 @@ class Shutdown:
 
 @dataclass(frozen=True, slots=True)
 class ProcessReady:
-    """The host saw the process of ``generation`` pass its health check."""
+    """The host saw the process of ``generation`` pass its health check.
+
+    ``slots``: the parallel slots the upstream reports about itself (llama-server's ``/props``
+    ``total_slots``), or None when it reports none; the scheduler may use it (``batch-aging``).
+    """
 
     model: str
     generation: int
+    slots: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,6 +146,9 @@ class FifoScheduler:
     def on_timer(self, key: Hashable) -> None:
         """FIFO sets no timers."""
 
+    def on_upstream_slots(self, model: str, slots: int) -> None:
+        """FIFO hands the upstream every request for its model; its slot count changes nothing."""
+
     def snapshot(self) -> Mapping[str, object]:
         return {
             "queued": len(self._queue),

@@ -150,8 +150,12 @@ class Router:
             self._host.observe(SwapFinished(self._clock.now(), event.model, message))
             self.scheduler.on_swap_done(event.model, failure)
         elif isinstance(event, ProcessReady):
-            if event.model in self.processes:
-                self.processes[event.model].on_ready(event.generation)
+            process = self.processes.get(event.model)
+            if process is not None:
+                fresh = process.generation == event.generation
+                if event.slots is not None and fresh and process.state is ProcessState.STARTING:
+                    self.scheduler.on_upstream_slots(event.model, event.slots)
+                process.on_ready(event.generation)
         elif isinstance(event, ProcessExited):
             if event.model in self.processes:
                 self.processes[event.model].on_exited(event.generation, event.reason)

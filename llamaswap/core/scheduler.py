@@ -63,5 +63,12 @@ class Scheduler(Protocol):
 
     def on_timer(self, key: Hashable) -> None: ...
 
+    def on_upstream_slots(self, model: str, slots: int) -> None:
+        """The model's freshly ready upstream reports ``slots`` parallel slots (``ProcessReady``).
+
+        Called before that readiness is handled, so a scheduler that limits what it hands an
+        upstream can use the count for the requests waiting for this very load.
+        """
+
     def snapshot(self) -> Mapping[str, object]:
         """Counts for tests, metrics and ``/running``-style introspection."""

@@ -117,6 +117,9 @@ class SerialScheduler:
     def on_timer(self, key: Hashable) -> None:
         """``serial`` sets no timers."""
 
+    def on_upstream_slots(self, model: str, slots: int) -> None:
+        """``serial`` has one request in flight, whatever the upstream could take."""
+
     def snapshot(self) -> Mapping[str, object]:
         return {
             "queued": len(self._queue),

@@ -109,8 +109,8 @@ class AsyncHost:
 
     # ================================================================== reports from processes
 
-    def process_ready(self, model: str, generation: int) -> None:
-        self._handle(ProcessReady(model, generation))
+    def process_ready(self, model: str, generation: int, slots: int | None = None) -> None:
+        self._handle(ProcessReady(model, generation, slots))
 
     def process_exited(self, model: str, generation: int, reason: str) -> None:
         self._handle(ProcessExited(model, generation, reason))

@@ -1,7 +1,7 @@
 """Real upstream processes: spawn, health-check, stop and report (reference §3.2, §3.5-3.7).
 
 The core decides *when*; this module only does it and reports back through two callbacks:
-``on_ready(model, generation)`` and ``on_exited(model, generation, reason)``. The callbacks are
+``on_ready(model, generation, slots)`` and ``on_exited(model, generation, reason)``. The callbacks are
 invoked from this module's own tasks (never from inside ``Router.handle``).
 
 - Each upstream runs in its own session/process group, with ``PR_SET_PDEATHSIG(SIGKILL)`` so the
@@ -12,6 +12,9 @@ invoked from this module's own tasks (never from inside ``Router.handle``).
   that takes two minutes to load costs ~12000 cheap GETs (~1.5% of a core while it loads), and a
   swap costs ~5-10 ms beyond the upstream's own start (llama-swap polls once a second, ~0.5 s).
   The deadline is the core's business.
+- Once healthy, one ``GET proxy/props`` asks the upstream for its parallel slots (llama-server's
+  ``total_slots``); ``slots`` is None when it has no such endpoint or says nothing usable. The core
+  decides what to do with it (``batch-aging`` sizes its window when ``slots`` is not configured).
 - Commands are looked up on ``PATH``; a bare name that is not there but sits next to the daemon's
   own Python (its virtualenv's ``bin``) is taken from there, so ``llamaswap fake-upstream`` in a
   config works even when the venv is not activated.
@@ -41,6 +44,7 @@ log = logging.getLogger("llamaswap.processes")
 POLL_FIRST = 0.005
 POLL_MAX = 0.01
 POLL_ATTEMPT_TIMEOUT = 5.0
+PROPS_TIMEOUT = 2.0
 PIPE_DRAIN_TIMEOUT = 2.0
 DEATH_GRACE = 0.25
 _PR_SET_PDEATHSIG = 1
@@ -76,6 +80,14 @@ def resolve_command(argv: Sequence[str]) -> list[str]:
     if os.access(sibling, os.X_OK):
         return [sibling, *argv[1:]]
     return list(argv)
+
+
+def slots_from_props(body: object) -> int | None:
+    """``total_slots`` of a llama-server ``/props`` answer when it is a whole number >= 1."""
+    slots = body.get("total_slots") if isinstance(body, dict) else None
+    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+        return None
+    return slots
 
 
 def _alive(pid: int) -> bool:
@@ -162,7 +174,7 @@ class UpstreamProcesses:
         self,
         specs: Mapping[str, UpstreamSpec],
         logs: Logs,
-        on_ready: Callable[[str, int], None],
+        on_ready: Callable[[str, int, int | None], None],
         on_exited: Callable[[str, int, str], None],
         watchdog: Watchdog | None = None,
     ) -> None:
@@ -361,7 +373,7 @@ class UpstreamProcesses:
     async def _health(self, child: _Child, spec: UpstreamSpec) -> None:
         if spec.health_url is None:
             child.ready = True
-            self._on_ready(child.model, child.generation)
+            self._on_ready(child.model, child.generation, None)
             return
         session = self._session_get()
         delay = POLL_FIRST
@@ -377,8 +389,26 @@ class UpstreamProcesses:
             delay = min(POLL_MAX, delay * 1.5)
         else:
             return
+        slots = await self._reported_slots(session, spec)
+        if child.stop_requested or child.kill_requested:
+            return
         child.ready = True
-        self._on_ready(child.model, child.generation)
+        self._on_ready(child.model, child.generation, slots)
+
+    @staticmethod
+    async def _reported_slots(session: aiohttp.ClientSession, spec: UpstreamSpec) -> int | None:
+        """The upstream's own parallel slot count (llama-server ``/props``), or None."""
+        try:
+            async with session.get(
+                spec.proxy.rstrip("/") + "/props",
+                timeout=aiohttp.ClientTimeout(total=PROPS_TIMEOUT),
+            ) as response:
+                if response.status != 200:
+                    return None
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+            return None
+        return slots_from_props(body)
 
     async def _stop(self, child: _Child) -> None:
         proc = child.proc

@@ -31,6 +31,9 @@ pays a load for every model change. This policy keeps fifo's batching and adds f
 With ``maxWait`` very large, ``switchRatio`` 0 and no residency, it batches exactly like fifo;
 only the order in which waiting models get loaded differs (response ratio instead of arrival).
 
+Without ``slots`` in the config, a slot count the upstream reports when it becomes ready
+(``ProcessReady.slots``, llama-server's ``/props``) sets that model's window, and only the window.
+
 **Planned switches** (``slots``: the upstream's parallel slots, one number or one per model). The
 scheduler then hands a model's upstream at most ``slots`` requests at a time and keeps the rest,
 so a switch can still overtake them, and it plans each switch instead of reacting to ``maxWait``:

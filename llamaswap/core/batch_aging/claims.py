@@ -32,6 +32,10 @@ class Board(Protocol):
     costs: CostModel
     settings: BatchAgingSettings
 
+    @property
+    def reported_slots(self) -> Mapping[str, int]:
+        """Slot counts the upstreams reported when they became ready (the reactive window)."""
+
     def running(self) -> list[str]: ...
 
     def is_ready(self, model: str) -> bool: ...
@@ -139,7 +143,9 @@ class ReactiveClaims:
         return (self._b.settings.switch_ratio * cost - work + line.arrival_sum(model)) / q
 
     def room(self, model: str) -> int | None:
-        return None
+        """No configured window; a slot count the upstream reported (``/props``) is one."""
+        window = self._b.reported_slots.get(model)
+        return None if window is None else max(window - self._b.in_flight(model), 0)
 
     def extras(self) -> dict[str, object]:
         return {}

@@ -104,6 +104,8 @@ class BatchAgingScheduler:
         self._ledger = Ledger(spec.models, effects)
         self.line = WaitingLine()
         self.costs = CostModel(self.settings, list(spec.models))
+        self.reported_slots: dict[str, int] = {}
+        """Slot counts the upstreams reported when they became ready (``ProcessReady.slots``)."""
         self.rule: ClaimRule = (
             PlannedClaims(self) if self.settings.planned else ReactiveClaims(self)
         )
@@ -200,6 +202,15 @@ class BatchAgingScheduler:
         self.line.clear()
         self._effects.queue_changed([])
 
+    def on_upstream_slots(self, model: str, slots: int) -> None:
+        """Without ``slots`` configured, the reported count becomes the model's window.
+
+        Only the window: planned switches stay off unless ``slots`` is configured, since a plan
+        needs every model's count before the first load and a report arrives with each load.
+        """
+        if slots >= 1:
+            self.reported_slots[model] = slots
+
     def on_timer(self, key: Hashable) -> None:
         if self._wake.fired(key) and self._pump():
             self._publish_queue()
@@ -215,6 +226,7 @@ class BatchAgingScheduler:
             "claims": self._ranked(now, self.present())[1],
             "load_estimate": dict(self.costs.loads()),
             "max_wait": self.max_wait(),
+            "window": dict(sorted({**self.reported_slots, **self.settings.slots}.items())),
             **self.rule.extras(),
         }
 
