@@ -38,8 +38,8 @@ from test_real_llamacpp import (
     post_json,
     start_daemon,
     stop_daemon,
-    wait_for,
 )
+from waiting import WaitTimeoutError, wait_until_sync
 
 from llamaswap import llamaserver
 from llamaswap.daemon.testing import free_port_block, pid_alive
@@ -154,7 +154,9 @@ def daemons(tmp_path: Path) -> Iterator[Callable[..., RealDaemon]]:
         def survivors(d: RealDaemon = daemon, p: set[int] = ports) -> set[int]:
             return {pid for pid in d.seen_pids if pid_alive(pid)} | llama_server_pids(p)
 
-        if not wait_for(lambda s=survivors: not s(), 10):  # type: ignore[misc]
+        try:
+            wait_until_sync(lambda s=survivors: not s(), 10, what="no llama-server left")  # type: ignore[misc]
+        except WaitTimeoutError:
             for pid in survivors():
                 leaked.add(pid)
                 with contextlib.suppress(ProcessLookupError):
@@ -377,8 +379,11 @@ def test_client_disconnect_stops_generation_upstream(daemons: Callable[..., Real
     assert processing(upstream) == 1, "the long generation is running"
     stream.close()  # the client goes away mid-generation
 
-    assert wait_for(lambda: processing(upstream) == 0, 10, step=0.1), (
-        "llama-server still generating for the vanished client"
+    wait_until_sync(
+        lambda: processing(upstream) == 0,
+        10,
+        what="llama-server to stop generating for the vanished client",
+        seen=lambda: processing(upstream),
     )
 
     def cpu_ticks() -> int:
@@ -438,9 +443,9 @@ def test_ttl_unload_stops_llama_server(daemons: Callable[..., RealDaemon]) -> No
     assert "Rome" in ask_capital(client, LITE, "Italy")
     idle_from = time.monotonic()
     pid = daemon.pid_of(LITE)
-    assert wait_for(lambda: not daemon.running(), 15), f"still running: {daemon.running()}"
+    wait_until_sync(lambda: not daemon.running(), 15, what="the TTL unload", seen=daemon.running)
     assert time.monotonic() - idle_from >= 1.9, "unloaded before its TTL"
-    assert wait_for(lambda: not pid_alive(pid), 5), f"TTL-unloaded PID {pid} still alive"
+    wait_until_sync(lambda: not pid_alive(pid), 5, what=f"TTL-unloaded PID {pid} to exit")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
@@ -462,7 +467,10 @@ def test_daemon_signal_leaves_no_llama_server(
         assert code == 0, f"daemon exit code {code}:\n{daemon.log()}"
     else:
         assert code == -signal.SIGKILL
-    assert wait_for(lambda: not any(pid_alive(p) for p in pids), 10), (
-        f"orphaned llama-server after {sig.name}: {[p for p in pids if pid_alive(p)]}"
+    wait_until_sync(
+        lambda: not any(pid_alive(p) for p in pids),
+        10,
+        what=f"every llama-server to exit after {sig.name}",
+        seen=lambda: [p for p in pids if pid_alive(p)],
     )
     assert not llama_server_pids(ports)
