@@ -75,7 +75,6 @@ def test_example_config_loads_with_warnings_only() -> None:
         "logTimeFormat",
         "metricsMaxInMemory",
         "routing.router.settings.matrix",
-        "models.gpt-oss-120b.timeouts",
         "models.gpt-oss-120b.compat",
         "models.gpt-oss-120b.capabilities",
         "models.gpt-oss-120b.filters.setParamsByID",

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from llamaswap.config.limits import Limits, Security, Timeouts
 from llamaswap.core.spec import (
     DEFAULT_HEALTH_CHECK_TIMEOUT,
     DEFAULT_UNLOAD_TIMEOUT,
@@ -56,6 +57,7 @@ class ModelConfig:
     send_loading_state: bool = False
     port: int | None = None
     """The ``${PORT}`` allocated to this model, or None when its cmd does not use ``${PORT}``."""
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
     @property
     def health_check_url(self) -> str | None:
@@ -95,6 +97,8 @@ class Config:
     """alias -> real model id."""
     sources: tuple[str, ...] = ()
     """Files this config was loaded from, in merge order (empty for ``parse_config``)."""
+    limits: Limits = field(default_factory=Limits)
+    security: Security = field(default_factory=Security)
 
     def resolve(self, name: str) -> str | None:
         """Real model id for a model id or alias; None when nothing matches."""

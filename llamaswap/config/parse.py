@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from llamaswap.config.hardening import parse_limits, parse_security
 from llamaswap.config.macros import leftover_macros, resolve_macros, substitute, validate_macros
 from llamaswap.config.model import DEFAULT_START_PORT, Config, ConfigError
 from llamaswap.config.per_model import MAX_PORT, parse_models
@@ -48,6 +49,8 @@ TOP_LEVEL_KEYS = frozenset(
         "routing",
         "groups",
         "record",
+        "limits",
+        "security",
     }
 )
 TOP_LEVEL_UNSUPPORTED = {
@@ -173,6 +176,8 @@ def build_config(
         sources=sources,
         record_path=record_path,
         record_max_bytes=record_max_bytes,
+        limits=parse_limits(ctx, opt(data, "limits")),
+        security=parse_security(ctx, opt(data, "security")),
     )
 
 
@@ -185,7 +190,7 @@ def _apply_global_macros(data: Mapping[str, Any], macros: Mapping[str, Any]) -> 
     out = dict(data)
     for key, value in data.items():
         if key in TOP_LEVEL_KEYS and key not in ("models", "macros"):
-            out[key] = substitute(value, macros, typed=True)
+            out[key] = substitute(value, macros, typed=True, where=key)
             leftover_macros(out[key], key)
     return out
 

@@ -31,7 +31,7 @@ from llamaswap.daemon.extract import (
     extract,
     replace_multipart_model,
 )
-from llamaswap.daemon.forward import relay, request_headers
+from llamaswap.daemon.forward import failed_status, relay, request_headers
 from llamaswap.daemon.loading import wait_with_loading_state
 from llamaswap.daemon.logs import LogMonitor
 from llamaswap.record.usage import UsageTap
@@ -291,8 +291,11 @@ class Api:
                 tap=tap.chunk if tap is not None else None,
                 settle=lambda: runtime.processes.settle_if_dead(model_id),
                 lean=daemon.lean,
+                timeouts=runtime.config.models[model_id].timeouts,
             )
-            status = 502 if error_text is not None else response.status
+            status = response.status if error_text is None else failed_status(error_text)
+            if status == 504 and error_text is not None:
+                daemon.metrics.timed_out(model_id, error_text.rpartition("(")[2].rstrip(")"))
             return response
         finally:
             if recorder is not None and tap is not None:

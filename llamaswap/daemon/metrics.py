@@ -84,6 +84,12 @@ class Metrics:
             ["model", "state"],
             registry=r,
         )
+        self.timeouts = Counter(
+            "llamaswap_timeouts",
+            "Requests cut by a bound (timeouts.*, limits.*), by model and the config key",
+            ["model", "bound"],
+            registry=r,
+        )
         self._children: dict[tuple[str, ...], Any] = {}
         self.in_flight_of: Callable[[str], int] = lambda model: 0
         """Set by the daemon: the current host's in-flight count for a model (read at scrape)."""
@@ -113,6 +119,9 @@ class Metrics:
         code = str(status)
         self._child(self.requests, model, code).inc()
         self._child(self.latency, model, code).observe(seconds)
+
+    def timed_out(self, model: str, bound: str) -> None:
+        self._child(self.timeouts, model, bound).inc()
 
     def request_granted(self, model: str, waited: float) -> None:
         self._child(self.queue_wait, model).observe(waited)
