@@ -24,6 +24,7 @@ from aiohttp import web
 from llamaswap.core.errors import RequestError
 from llamaswap.core.process import ProcessState
 from llamaswap.daemon.body import BodyTooLargeError, read_body
+from llamaswap.daemon.browser import add_cors_headers, browser_guard
 from llamaswap.daemon.errors import error_response, request_error_response
 from llamaswap.daemon.extract import (
     BadRequestError,
@@ -72,7 +73,6 @@ VERSIONLESS_ROUTES = (
 MULTIPART_ROUTES = ("/v1/audio/transcriptions", "/v1/images/edits")
 QUERY_ROUTES = ("/v1/audio/voices", "/sdapi/v1/loras", "/props")
 NO_AUTH = frozenset(("/health", "/wol-health"))
-_CORS_ALLOW_HEADERS = "Content-Type, Authorization, Accept, X-Requested-With"
 REQUEST_ID_HEADER = "X-Request-Id"
 """A client-chosen request id: the id ``serve --record`` logs (so replayed traces line up)."""
 _record_ids = itertools.count(1)
@@ -104,12 +104,6 @@ def key_ok(presented: str | None, keys: tuple[str, ...]) -> bool:
     return ok
 
 
-def _sanitize_header_list(value: str) -> str:
-    tokens = [t.strip() for t in value.split(",")]
-    safe = [t for t in tokens if t and all(c.isalnum() or c in "-_" for c in t)]
-    return ", ".join(safe) or _CORS_ALLOW_HEADERS
-
-
 class Api:
     """Route handlers bound to one daemon (its current runtime changes on reload)."""
 
@@ -121,19 +115,6 @@ class Api:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method == "OPTIONS":
-            requested = request.headers.get("Access-Control-Request-Headers")
-            return web.Response(
-                status=204,
-                headers={
-                    "Access-Control-Allow-Origin": "*",
-                    "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-                    "Access-Control-Allow-Headers": _sanitize_header_list(requested)
-                    if requested
-                    else _CORS_ALLOW_HEADERS,
-                    "Access-Control-Max-Age": "86400",
-                },
-            )
         if self.daemon.draining and request.path not in NO_AUTH:
             return error_response(
                 request, 503, "llamaswap is shutting down", headers={"Connection": "close"}
@@ -152,8 +133,6 @@ class Api:
             if exc.status < 400:
                 raise
             return error_response(request, exc.status, exc.reason)
-        if "Origin" in request.headers and "Access-Control-Allow-Origin" not in response.headers:
-            response.headers["Access-Control-Allow-Origin"] = "*"
         return response
 
     # ================================================================== model-dispatched
@@ -398,11 +377,7 @@ class Api:
                     }
                     data.append(alias_record)
         data.sort(key=lambda r: r["id"])
-        response = web.json_response({"object": "list", "data": data})
-        origin = request.headers.get("Origin")
-        if origin:
-            response.headers["Access-Control-Allow-Origin"] = origin
-        return response
+        return web.json_response({"object": "list", "data": data})
 
     async def running(self, request: web.Request) -> web.Response:
         runtime = await self.daemon.current_runtime()
@@ -513,8 +488,10 @@ async def quiet_gc(app: web.Application) -> None:
 
 def build_app(daemon: Daemon, client_max_size: int) -> web.Application:
     api = Api(daemon, client_max_size)
-    app = web.Application(client_max_size=client_max_size, middlewares=[api.middleware])
+    guard = browser_guard(daemon, JSON_ROUTES + VERSIONLESS_ROUTES)
+    app = web.Application(client_max_size=client_max_size, middlewares=[guard, api.middleware])
     app.on_startup.append(quiet_gc)
+    app.on_response_prepare.append(add_cors_headers)
     add = app.router.add_route
     for path in JSON_ROUTES + MULTIPART_ROUTES:
         add("POST", path, api.model_handler())

@@ -26,7 +26,9 @@ from aiohttp import web
 from llamaswap.config.model import Config, ConfigError
 from llamaswap.daemon.app import build_app
 from llamaswap.daemon.forward import make_session
+from llamaswap.daemon.guard import ConnectionGuard, GuardedRunner, raise_fd_limit
 from llamaswap.daemon.logs import Logs, MonitorHandler
+from llamaswap.daemon.logsafe import printable
 from llamaswap.daemon.metrics import Metrics
 from llamaswap.daemon.processes import Watchdog
 from llamaswap.daemon.runtime import Runtime
@@ -86,6 +88,7 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self.port = 0
+        self.listen_host = "127.0.0.1"
         self.runtime: Runtime
 
     # ================================================================== lifecycle
@@ -102,8 +105,10 @@ class Daemon:
             self._watchdog = Watchdog()
         self.runtime = Runtime(self.config, self.logs, self.metrics, self._watchdog, self.recorder)
         self.app = build_app(self, self.max_body)
-        self._runner = web.AppRunner(
-            self.app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0
+        self.listen_host = host
+        self.guard = ConnectionGuard(lambda: self.config.limits, raise_fd_limit())
+        self._runner = GuardedRunner(
+            self.app, self.guard, handler_cancellation=True, access_log=None, shutdown_timeout=2.0
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True, backlog=LISTEN_BACKLOG)
@@ -241,8 +246,9 @@ class Daemon:
             self._stamp_second = now
             self._stamp_text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
         line = (
-            f'{self._stamp_text} [INFO] Request {peer} "{request.method} '
-            f'{request.path} HTTP/{request.version.major}.{request.version.minor}" {status} '
-            f'"{request.headers.get("User-Agent", "")}" {(time.monotonic() - started) * 1000:.1f}ms\n'
+            f'{self._stamp_text} [INFO] Request {printable(peer)} "{printable(request.method)} '
+            f'{printable(request.path)} HTTP/{request.version.major}.{request.version.minor}" '
+            f'{status} "{printable(request.headers.get("User-Agent", ""))}" '
+            f"{(time.monotonic() - started) * 1000:.1f}ms\n"
         )
         self.logs.proxy.write(line.encode("utf-8", "replace"))
