@@ -23,7 +23,7 @@ from aiohttp import web
 
 from llamaswap.core.errors import RequestError
 from llamaswap.core.process import ProcessState
-from llamaswap.daemon.body import BodyTooLargeError, read_body
+from llamaswap.daemon.body import BodyTooLargeError, BodyTooSlowError, paced, read_body
 from llamaswap.daemon.browser import add_cors_headers, browser_guard
 from llamaswap.daemon.errors import error_response, request_error_response
 from llamaswap.daemon.extract import (
@@ -149,6 +149,7 @@ class Api:
         daemon = self.daemon
         started = time.monotonic()
         content_type = request.headers.get("Content-Type", "")
+        limits = daemon.config.limits
         try:
             received = await read_body(
                 request.content,
@@ -156,12 +157,21 @@ class Api:
                 request.content_length,
                 request.query,
                 self.client_max_size,
+                limits,
             )
         except BodyTooLargeError as exc:
             return error_response(request, 413, f"request body too large: {exc}")
+        except BodyTooSlowError as exc:
+            return error_response(request, 408, str(exc), headers={"Connection": "close"})
         body: bytes | AsyncIterator[bytes] = received.head
         try:
-            found = extract(content_type, received.head, request.query, query_first=query_first)
+            found = extract(
+                content_type,
+                received.head,
+                request.query,
+                query_first=query_first,
+                max_containers=limits.max_json_containers,
+            )
         except BadRequestError as exc:
             return error_response(request, 400, str(exc))
         if not found.model:
@@ -324,11 +334,11 @@ class Api:
                 length = request.content_length
                 if length is not None and length <= 1 << 20:
                     try:
-                        body = await request.read()
-                    except web.HTTPRequestEntityTooLarge as exc:
-                        return error_response(request, 413, f"request body too large: {exc.text}")
+                        body = b"".join([c async for c in paced(request.content, config.limits)])
+                    except BodyTooSlowError as exc:
+                        return error_response(request, 408, str(exc))
                 else:
-                    body = request.content.iter_any()
+                    body = paced(request.content, config.limits)
             return await self._serve(request, runtime, model_id, url, body, False, time.monotonic())
         return error_response(request, 404, "model not found")
 

@@ -13,8 +13,8 @@ Decisions, in order (the first that applies wins); every refusal is one clear er
 =====================================================  ======  ==================================
 request                                                answer  why
 =====================================================  ======  ==================================
-listening on loopback, ``Host`` not a loopback name     403     DNS rebinding (``allowedHosts``
-or in ``security.allowedHosts``                                 adds names)
+listening on loopback, ``Host`` a dotted name that is   403     DNS rebinding (``allowedHosts``
+not loopback (see :func:`loopback_safe`)                        adds names)
 ``corsOrigins: ["*"]``                                  pass    llama-swap's behaviour, opted into
 preflight (``OPTIONS`` + ``Access-Control-Request-      204     with the CORS headers
 Method``) from an allowed origin
@@ -64,6 +64,17 @@ def host_name(host: str) -> str:
     return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
+def loopback_safe(name: str, allowed: Collection[str]) -> bool:
+    """A ``Host`` a DNS-rebinding page cannot send: loopback names and addresses, ``*.localhost``
+    (browsers pin it to loopback), single-label names (resolved only by local search domains),
+    and ``security.allowedHosts``. A rebinding page sends its own dotted domain name."""
+    if name in LOOPBACK_HOSTS or name in allowed or name.endswith(".localhost"):
+        return True
+    if name.startswith("127.") and name.replace(".", "").isdigit():
+        return True
+    return "." not in name and ":" not in name
+
+
 def sanitize_header_list(value: str) -> str:
     tokens = [t.strip() for t in value.split(",")]
     safe = [t for t in tokens if t and all(c.isalnum() or c in "-_" for c in t)]
@@ -100,8 +111,7 @@ def browser_guard(daemon: Daemon, json_paths: Collection[str]) -> Middleware:
         if (
             daemon.listen_host in LOOPBACK_LISTEN
             and host is not None
-            and host_name(host) not in LOOPBACK_HOSTS
-            and host_name(host) not in security.allowed_hosts
+            and not loopback_safe(host_name(host), security.allowed_hosts)
         ):
             return _refuse(
                 request,

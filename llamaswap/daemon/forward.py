@@ -20,6 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from llamaswap.config.limits import Timeouts
+from llamaswap.daemon.body import SLOW_BODY, BodyTooSlowError
 from llamaswap.daemon.deadlines import TIMED_OUT, RelayWatch
 from llamaswap.daemon.errors import envelope, error_response
 from llamaswap.daemon.host import Ticket
@@ -122,8 +123,22 @@ def _direct_sinks(
     return sink, (framed if tap is None else None)
 
 
+def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """``exc`` or the exception it was raised from, if either is a ``kind``."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        if isinstance(current, kind):
+            return current
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
 def failed_status(reason: str) -> int:
     """The status a failed relay is counted under: 504 for a passed timeout, else 502."""
+    if reason.startswith(SLOW_BODY):
+        return 408
     return 504 if reason.startswith(TIMED_OUT) else 502
 
 
@@ -309,6 +324,13 @@ async def relay(
             watch.stop()
         if settle is not None and not timed_out:
             await settle()
+        slow_body = _cause(exc, BodyTooSlowError)
+        if slow_body is not None:  # the client's upload, not the upstream, failed
+            if request.transport is not None and response is not None:
+                request.transport.close()
+            return error_response(
+                request, 408, str(slow_body), headers={"Connection": "close"}
+            ), str(slow_body)
         if timed_out:
             assert watch is not None
             reason = watch.describe()
