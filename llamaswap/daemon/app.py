@@ -266,7 +266,7 @@ class Api:
                 refusal = request_error_response(request, error)
                 status = refusal.status
                 return refusal
-            headers = request_headers(request.headers)
+            headers = request_headers(request.headers, runtime.config.security.forward_credentials)
             if body_length is not None:  # a streamed upload keeps an exact Content-Length
                 headers["Content-Length"] = str(body_length)
             response, error_text = await relay(

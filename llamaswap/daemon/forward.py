@@ -52,10 +52,19 @@ _HOP_BY_HOP = frozenset(
 )
 
 
-def request_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
+CREDENTIALS = frozenset(("authorization", "x-api-key", "cookie"))
+"""What a client presents to the daemon, not to the model: an upstream that is not what it seems
+(a leftover process on the model's port) must not collect the daemon's keys. Forwarded only with
+``security.forwardCredentials: true``."""
+
+
+def request_headers(
+    headers: Mapping[str, str], forward_credentials: bool = False
+) -> CIMultiDict[str]:
     out: CIMultiDict[str] = CIMultiDict()
     for key, value in headers.items():
-        if key.lower() not in _HOP_BY_HOP:
+        lowered = key.lower()
+        if lowered not in _HOP_BY_HOP and (forward_credentials or lowered not in CREDENTIALS):
             out.add(key, value)
     return out
 
