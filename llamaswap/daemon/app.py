@@ -21,7 +21,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from llamaswap.core.errors import RequestError
+from llamaswap.core.errors import ErrorKind, RequestError
 from llamaswap.core.process import ProcessState
 from llamaswap.daemon.body import BodyTooLargeError, BodyTooSlowError, paced, read_body
 from llamaswap.daemon.browser import add_cors_headers, browser_guard
@@ -35,6 +35,7 @@ from llamaswap.daemon.extract import (
 from llamaswap.daemon.forward import failed_status, relay, request_headers
 from llamaswap.daemon.loading import wait_with_loading_state
 from llamaswap.daemon.logs import LogMonitor
+from llamaswap.daemon.paths import ClimbsOutError, upstream_rest
 from llamaswap.record.usage import UsageTap
 
 if TYPE_CHECKING:
@@ -250,6 +251,7 @@ class Api:
             logged_id = request_id
             tap = UsageTap(lambda: recorder.first_byte(logged_id))
         ticket = host.submit(model_id, request_id=request_id)
+        url_path = url[len(runtime.config.models[model_id].proxy.rstrip("/")) :]
         status = 499
         error_text: str | None = None
         try:
@@ -262,6 +264,12 @@ class Api:
                     return prepared
             else:
                 error = await ticket.future
+                while moved := await self._moved_by_reload(runtime, model_id, error):
+                    host.release(ticket)  # the old runtime's seat: cancelled, never served
+                    runtime, host = moved, moved.host
+                    url = runtime.config.models[model_id].proxy.rstrip("/") + url_path
+                    ticket = host.submit(model_id, request_id=request_id)
+                    error = await ticket.future
             if error is not None:
                 refusal = request_error_response(request, error)
                 status = refusal.status
@@ -308,6 +316,18 @@ class Api:
             daemon.metrics.request_done(model_id, status, time.monotonic() - started)
             daemon.access(request, status, started)
 
+    async def _moved_by_reload(
+        self, runtime: Any, model_id: str, error: RequestError | None
+    ) -> Any | None:
+        """The new runtime, when a reload (not a shutdown) failed this queued request and its
+        model still exists there: it queues again instead of failing (issue 19)."""
+        if error is None or error.kind is not ErrorKind.SHUTTING_DOWN or self.daemon.draining:
+            return None
+        current = await self.daemon.current_runtime()
+        if current is runtime or model_id not in current.config.models:
+            return None
+        return current
+
     # ================================================================== /upstream passthrough
 
     async def upstream(self, request: web.Request) -> web.StreamResponse:
@@ -326,7 +346,10 @@ class Api:
                 if request.method in ("GET", "HEAD"):
                     raise web.HTTPMovedPermanently(target)
                 raise web.HTTPPermanentRedirect(target)
-            rest = "/" + "/".join(segments[i:]) + (f"?{query}" if query else "")
+            try:
+                rest = upstream_rest(segments[i:]) + (f"?{query}" if query else "")
+            except ClimbsOutError as exc:
+                return error_response(request, 400, str(exc))
             model = config.models[model_id]
             url = model.proxy.rstrip("/") + rest
             body: Any = None

@@ -144,8 +144,14 @@ def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | Non
     return None
 
 
+CLIENT_GONE = "client disconnected"
+
+
 def failed_status(reason: str) -> int:
-    """The status a failed relay is counted under: 504 for a passed timeout, else 502."""
+    """The status a failed relay is counted under: 499 when the client left, 408 for its too
+    slow upload, 504 for a passed timeout, else 502."""
+    if reason == CLIENT_GONE:
+        return 499
     if reason.startswith(SLOW_BODY):
         return 408
     return 504 if reason.startswith(TIMED_OUT) else 502
@@ -333,6 +339,10 @@ async def relay(
             watch.stop()
         if settle is not None and not timed_out:
             await settle()
+        if response is not None and (request.transport is None or request.transport.is_closing()):
+            # The client went away (a write to it failed before aiohttp cancelled the handler):
+            # a 499 like any other disconnect, not an upstream failure.
+            return response, CLIENT_GONE
         slow_body = _cause(exc, BodyTooSlowError)
         if slow_body is not None:  # the client's upload, not the upstream, failed
             if request.transport is not None and response is not None:

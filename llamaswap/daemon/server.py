@@ -175,11 +175,14 @@ class Daemon:
                 if self.loader is None:
                     log.warning("reload requested but this daemon has no config file to read")
                     return False
-                try:
-                    config = self.loader()
+                try:  # off the event loop: a big (or hostile) config must not stall requests
+                    config = await asyncio.get_running_loop().run_in_executor(None, self.loader)
                 except ConfigError as exc:
                     log.error("config reload failed, keeping the running config: %s", exc)
                     return False
+            if config == self.config:
+                log.info("config unchanged: nothing to reload")
+                return True
             log.info("reloading config: stopping every model of the old config")
             for warning in config.warnings:
                 log.warning("config: %s", warning)
