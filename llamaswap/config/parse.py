@@ -156,6 +156,8 @@ def build_config(
     groups = parse_groups(ctx, data, models, aliases)
     scheduler, scheduler_settings = parse_scheduler(ctx, data, resolve, sorted(models))
     preload = _preload(ctx, data, resolve)
+    limits = parse_limits(ctx, opt(data, "limits"))
+    security = parse_security(ctx, opt(data, "security"))
 
     return Config(
         models=models,
@@ -176,8 +178,8 @@ def build_config(
         sources=sources,
         record_path=record_path,
         record_max_bytes=record_max_bytes,
-        limits=parse_limits(ctx, opt(data, "limits")),
-        security=parse_security(ctx, opt(data, "security")),
+        limits=limits,
+        security=security,
     )
 
 
