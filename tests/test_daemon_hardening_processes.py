@@ -108,36 +108,41 @@ async def test_a_process_already_on_the_port_is_not_taken_for_the_model(
     assert await _last_request(port) == {}  # the stranger never saw the request
 
 
-async def test_a_stranger_that_binds_the_port_after_spawn_is_not_trusted(
+async def test_a_stranger_that_binds_the_port_after_the_check_is_not_trusted(
     stranger: tuple[int, subprocess.Popen[bytes]],
 ) -> None:
     port, proc = stranger
-    proc.kill()  # the port is free when the daemon checks ...
+    proc.kill()  # only its free port is used: a new stranger starts before the model ...
     proc.wait()
+    argv = _fake_argv(port)
+    late = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import runpy, sys, time; time.sleep(3); "  # ... but binds only after the check
+            f"sys.argv = {argv[2:]!r}; "
+            "runpy.run_module('llamaswap.daemon.fake_upstream', run_name='__main__')",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     never_binds = f"{sys.executable} -c 'import time; time.sleep(60)'"
     config = make_config(
         {"m": {"cmd": never_binds, "proxy": f"http://127.0.0.1:{port}"}}, health_check_timeout=30
     )
-    async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
-        base = f"http://127.0.0.1:{daemon.port}"
-        request = asyncio.create_task(http.post(base + CHAT, json={"model": "m"}))
-        deadline = time.monotonic() + BOUND
-        while daemon.runtime.processes.pid("m") is None:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
-        late = subprocess.Popen(_fake_argv(port), stdout=subprocess.DEVNULL)  # ... then taken
-        try:
-            response = await asyncio.wait_for(request, BOUND)
-            status, payload = response.status, await response.json()
+    try:
+        async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{daemon.port}"
+            async with http.post(base + CHAT, json={"model": "m"}) as r:
+                status, payload = r.status, await r.json()
             assert status == 502
             assert (
                 f"port {port} is answered by a process llamaswap did not start (pid {late.pid}"
                 in payload["error"]["message"]
             )
             assert await _last_request(port) == {}
-        finally:
-            late.kill()
-            late.wait()
+    finally:
+        late.kill()
+        late.wait()
 
 
 async def test_client_credentials_reach_the_upstream_only_when_configured() -> None:

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from llamaswap.daemon.logs import Logs
-from llamaswap.daemon.proctree import TREE_VAR, kill_marked, port_owner
+from llamaswap.daemon.proctree import TREE_VAR, kill_marked, port_owner, started
 
 log = logging.getLogger("llamaswap.processes")
 
@@ -473,15 +473,17 @@ class UpstreamProcesses:
         self._on_ready(child.model, child.generation)
 
     async def _answered_by_child(self, child: _Child, spec: UpstreamSpec) -> bool:
-        """The first health answer must come from the process we spawned (or its descendants):
-        anything already listening there (a leftover upstream of an earlier run, say) would
-        otherwise be taken for the model and sent its traffic. A stranger gets our child killed
-        and the load failed, naming it."""
+        """The first health answer must come from the process we spawned (its tree, or a helper
+        started after it): anything older listening there (a leftover upstream of an earlier
+        run that had not bound yet when the port was checked) would otherwise be taken for the
+        model and sent its traffic. A stranger gets our child killed and the load failed,
+        naming it."""
         port = spec.local_port
         if port is None or child.proc is None:
             return True
         loop = asyncio.get_running_loop()
-        ours, who = await loop.run_in_executor(None, port_owner, port, child.tree)
+        since = started(child.proc.pid)
+        ours, who = await loop.run_in_executor(None, port_owner, port, child.tree, since)
         if ours is not False:
             return True
         child.foreign = (

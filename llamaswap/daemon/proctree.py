@@ -98,9 +98,20 @@ def describe(pid: int) -> str:
     return f"pid {pid}" + (f": {cmd[:160]}" if cmd else "")
 
 
-def port_owner(port: int, tree: str) -> tuple[bool | None, str]:
-    """(is the listener on ``port`` in ``tree``?, who it is). None: cannot tell (no listener
-    visible, say in another network namespace, or no ``/proc``): the caller trusts the answer."""
+def started(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat`` field 22)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def port_owner(port: int, tree: str, since: int | None = None) -> tuple[bool | None, str]:
+    """(is the listener on ``port`` ours?, who it is). Ours: in ``tree``, or started after
+    ``since`` (a helper the command launched outside its tree, such as ``docker-proxy`` for
+    ``docker run -p``). None: cannot tell (no listener visible, in another network namespace,
+    owned by a process this user cannot inspect, or no ``/proc``): the caller trusts it."""
     inodes = _listening_inodes(port)
     if not inodes:
         return None, ""
@@ -109,5 +120,8 @@ def port_owner(port: int, tree: str) -> tuple[bool | None, str]:
             return True, describe(pid)
     for pid in _pids():
         if _holds(pid, inodes):
+            born = started(pid)
+            if since is not None and born is not None and born >= since:
+                return True, describe(pid)
             return False, describe(pid)
-    return False, "a process this user cannot see"
+    return None, ""
