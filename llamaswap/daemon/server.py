@@ -5,10 +5,12 @@ let in-flight and queued requests finish within ``drain_timeout``; then the core
 fails what is left (503) and stops every upstream (SIGKILL after ``stop_timeout``); wait for
 ``shutdown_complete``; close log streams; exit 0.
 
-Reload (SIGHUP, ``--watch-config``): load the new config; if it is bad, log why and keep the old
-one. Otherwise build a new :class:`Runtime`, route new requests to it, and shut the old one down
-(every old model is stopped, as in llama-swap). New requests wait until the old upstreams are gone,
-because the new config usually reuses their ports.
+Reload (SIGHUP, ``--watch-config``): load the new config in a worker thread (never on the event
+loop); if it is bad, log why and keep the old one; if it is unchanged, do nothing. Otherwise build
+a new :class:`Runtime`, route new requests to it, and shut the old one down (every old model is
+stopped, as in llama-swap). New requests wait until the old upstreams are gone, because the new
+config usually reuses their ports; requests the old runtime was still holding in its queue are
+queued again on the new one when their model still exists (``Api._moved_by_reload``).
 """
 
 from __future__ import annotations
