@@ -244,8 +244,10 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.yaml"
         config.write_text(config_text(base))
+        log_path = Path(tmp) / "daemon.log"
+        log_file = log_path.open("wb")  # a file, not a pipe: a full pipe would block its logging
         daemon = subprocess.Popen(
-            serve_argv(config, base), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            serve_argv(config, base), stdout=subprocess.DEVNULL, stderr=log_file
         )
         try:
             for _ in range(300):  # until it answers /health
@@ -266,8 +268,14 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
                 ),
             )
             prefix = f"{daemon.pid}-"
+            stopping = time.monotonic()
             daemon.send_signal(signal.SIGTERM)
-            code = daemon.wait(60)
+            try:
+                code: int | None = daemon.wait(120)
+            except subprocess.TimeoutExpired:
+                code = None
+                tally.notes.append("the daemon did not exit within 120 s of SIGTERM")
+            stop_s = round(time.monotonic() - stopping, 1)
             deadline = time.monotonic() + 10
             while marked(prefix) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
@@ -276,7 +284,8 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
             if daemon.poll() is None:
                 daemon.kill()
                 daemon.wait()
-        stderr = daemon.stderr.read().decode("utf-8", "replace") if daemon.stderr else ""
+            log_file.close()
+        stderr = log_path.read_text("utf-8", "replace")
     requests = sum(v for k, v in tally.sent.items() if k not in ("reload", "upstream-kill"))
     return {
         "duration_s": round(time.monotonic() - started, 1),
@@ -293,6 +302,8 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
         "peak_fds": peaks[1],
         "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
         "exit_code": code,
+        "seconds_to_exit_after_sigterm": stop_s,
+        "log_lines": stderr.count("\n"),
         "tracebacks_in_stderr": stderr.count("Traceback"),
         "notes": tally.notes[:20],
     }
@@ -310,7 +321,9 @@ def main() -> int:
     print(text)
     if args.json:
         Path(args.json).write_text(text + "\n")
-    clean = not any(result[k] for k in ("lost", "duplicated", "hung", "daemon_5xx", "orphans"))
+    clean = result["exit_code"] == 0 and not any(
+        result[k] for k in ("lost", "duplicated", "hung", "daemon_5xx", "orphans")
+    )
     return 0 if clean else 1
 
 
