@@ -483,7 +483,9 @@ class UpstreamProcesses:
             return True
         loop = asyncio.get_running_loop()
         since = started(child.proc.pid)
-        ours, who = await loop.run_in_executor(None, port_owner, port, child.tree, since)
+        ours, who = await loop.run_in_executor(
+            None, port_owner, port, child.tree, since, child.proc.pid
+        )
         if ours is not False:
             return True
         child.foreign = (
