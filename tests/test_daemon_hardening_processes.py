@@ -89,14 +89,8 @@ async def test_a_process_already_on_the_port_is_not_taken_for_the_model(
 ) -> None:
     port, proc = stranger
     await asyncio.wait_for(_healthy(port), BOUND)
-    config = make_config(
-        {
-            "m": {
-                "cmd": fake_cmd().replace("${PORT}", str(port)),
-                "proxy": f"http://127.0.0.1:{port}",
-            }
-        }
-    )
+    # The daemon allocates the port (${PORT}): whatever is there already is a stranger.
+    config = make_config({"m": {"cmd": fake_cmd()}}, startPort=port)
     async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
         base = f"http://127.0.0.1:{daemon.port}"
         headers = {"Authorization": "Bearer client-secret"}
@@ -125,10 +119,8 @@ async def test_a_stranger_that_binds_the_port_after_the_check_is_not_trusted(
         ],
         stdout=subprocess.DEVNULL,
     )
-    never_binds = f"{sys.executable} -c 'import time; time.sleep(60)'"
-    config = make_config(
-        {"m": {"cmd": never_binds, "proxy": f"http://127.0.0.1:{port}"}}, health_check_timeout=30
-    )
+    never_binds = f"{sys.executable} -c 'import time; time.sleep(60)' ${{PORT}}"
+    config = make_config({"m": {"cmd": never_binds}}, health_check_timeout=30, startPort=port)
     try:
         async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
             base = f"http://127.0.0.1:{daemon.port}"

@@ -52,6 +52,10 @@ class Pace:
 
     async def read(self, content: StreamReader) -> bytes:
         idle = self.limits.body_idle
+        if content._buffer or content.at_eof():  # already here: no wait, so no timer needed
+            chunk = await content.readany()
+            self.received += len(chunk)
+            return chunk
         try:
             async with asyncio.timeout(idle):
                 chunk = await content.readany()

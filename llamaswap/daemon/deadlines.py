@@ -110,10 +110,13 @@ class RelayWatch:
     def _arm(self) -> None:
         # A write may block any time from now on without touching this timer, so look again
         # within one write bound at the latest: a blocked write is then seen by its deadline.
-        now = self._loop.time()
-        soonest = now + (self.timeouts.write or 1.0)
-        for when, _ in self._deadlines():
-            soonest = min(soonest, when)
+        t = self.timeouts
+        soonest = self._loop.time() + (t.write or 1.0)
+        if t.idle and self.writing_since is None:
+            soonest = min(soonest, self.last_data + t.idle)
+        if t.total or t.response_header or self.writing_since is not None:
+            for when, _ in self._deadlines():
+                soonest = min(soonest, when)
         self._handle = self._loop.call_at(soonest, self._check)
 
     def _check(self) -> None:

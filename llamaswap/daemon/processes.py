@@ -67,10 +67,17 @@ class UpstreamSpec:
     """None: ready as soon as it is spawned (``checkEndpoint: none``)."""
     inherit_env: bool = False
     """``security.inheritEnv``: the daemon's whole environment instead of :data:`PASS_ENV`."""
+    check_port: bool = False
+    """The daemon allocated the port (``${PORT}``): whatever already listens there, or answers
+    there without being the spawned process, is a stranger. A fixed port in ``proxy`` is the
+    operator's own arrangement (a server run elsewhere, ``docker run -p``): trusted as in
+    llama-swap."""
 
     @property
     def local_port(self) -> int | None:
-        """The port of a ``proxy`` on this machine (its owner can be checked), else None."""
+        """The port of a ``proxy`` on this machine whose owner is checked, else None."""
+        if not self.check_port:
+            return None
         try:
             parts = urlsplit(self.proxy)
             port = parts.port or (443 if parts.scheme == "https" else 80)

@@ -30,6 +30,7 @@ def upstream_spec(model: ModelConfig, inherit_env: bool = False) -> UpstreamSpec
         env=dict(model.env),
         health_url=model.health_check_url,
         inherit_env=inherit_env,
+        check_port=model.port is not None,
     )
 
 
