@@ -52,7 +52,7 @@ class Pace:
 
     async def read(self, content: StreamReader) -> bytes:
         idle = self.limits.body_idle
-        if content._buffer or content.at_eof():  # already here: no wait, so no timer needed
+        if content.at_eof() or getattr(content, "_buffer", None):  # here already: no timer needed
             chunk = await content.readany()
             self.received += len(chunk)
             return chunk
