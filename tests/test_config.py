@@ -645,7 +645,6 @@ def test_each_unsupported_top_level_key_warns_once(key: str) -> None:
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("timeouts", "{connect: 1}"),
         ("compat", "{ignoreWebsockets: true}"),
         ("capabilities", "{tools: true}"),
         ("healthCheckTimeout", "30"),

@@ -70,7 +70,6 @@ def test_example_config_loads_with_warnings_only() -> None:
         "logTimeFormat",
         "metricsMaxInMemory",
         "routing.router.settings.matrix",
-        "models.gpt-oss-120b.timeouts",
         "models.gpt-oss-120b.compat",
         "models.gpt-oss-120b.capabilities",
         "models.gpt-oss-120b.filters.setParamsByID",
@@ -99,3 +98,16 @@ def test_example_config_loads_with_warnings_only() -> None:
     assert len(cfg.warnings) == len(set(cfg.warnings))
     spec = cfg.routing_spec()
     assert set(spec.models) == {"gpt-oss-120b", "docker-llama"}
+
+
+def test_example_timeouts_are_read_with_llama_swap_names_and_defaults() -> None:
+    """Issue 19: ``timeouts`` is supported now (it was ignored with a warning)."""
+    t = load_config(_example(), env=ENV).models["gpt-oss-120b"].timeouts
+    assert (t.connect, t.keepalive, t.response_header, t.tls_handshake, t.idle_conn) == (
+        30,
+        0,
+        60,
+        10,
+        90,
+    )
+    assert t.expect_continue == 1  # not in the example: llama-swap's default

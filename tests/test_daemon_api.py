@@ -165,7 +165,8 @@ async def test_api_keys_bearer_x_api_key_and_basic() -> None:
 
 
 async def test_cors_preflight() -> None:
-    config = make_config(_models())
+    # llama-swap's behaviour (any origin) is opt-in since issue 19: see test_daemon_hardening_web.
+    config = make_config(_models(), security={"corsOrigins": ["*"]})
     async with (
         running_daemon(config) as daemon,
         aiohttp.ClientSession() as http,
@@ -277,7 +278,7 @@ async def test_models_listing_hides_unlisted_and_lists_aliases() -> None:
         beta={"unlisted": True},
         gamma={"name": "Gamma", "description": "third", "metadata": {"size": 3}},
     )
-    config = make_config(models, includeAliasesInList=True)
+    config = make_config(models, includeAliasesInList=True, security={"corsOrigins": ["*"]})
     async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
         async with http.get(
             f"http://127.0.0.1:{daemon.port}/models", headers={"Origin": "http://ui"}

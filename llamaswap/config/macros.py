@@ -20,6 +20,11 @@ MACRO_REF_RE = re.compile(r"\$\{([a-zA-Z0-9_.-]+)\}")
 RESERVED = frozenset({"PID", "PORT", "MODEL_ID"})
 LATE_BOUND = frozenset({"PID", "PORT"})
 """Expanded after ordinary macros, so they pass through macro values untouched."""
+MAX_EXPANDED = 64 * 1024
+"""Characters a macro, or a value using macros, may expand to. Macros that repeat earlier macros
+grow geometrically (500 bytes of YAML reached megabytes, and splitting such a ``cmd`` is
+quadratic): past this the config is refused, naming the macro, instead of hanging or running out
+of memory. A real ``cmd`` is a few hundred characters; Linux caps one argument at 128 KiB."""
 
 
 def validate_macros(raw: Any, path: str) -> list[tuple[str, Any]]:
@@ -67,16 +72,17 @@ def resolve_macros(
                         f"{where}: uses '${{{ref}}}', which is declared after it; "
                         "a macro may only use macros declared before it"
                     )
-            value = substitute(value, resolved, typed=True)
+            value = substitute(value, resolved, typed=True, where=where)
         resolved[name] = value
     return resolved
 
 
-def substitute(value: Any, macros: Mapping[str, Any], *, typed: bool) -> Any:
+def substitute(value: Any, macros: Mapping[str, Any], *, typed: bool, where: str = "") -> Any:
     """Expand known macros in strings, recursing through lists and mapping values (not keys).
 
     With ``typed``, a string that is exactly ``${name}`` becomes the macro's own value (so
-    ``port: ${PORT}`` stays an integer); otherwise values are interpolated as text.
+    ``port: ${PORT}`` stays an integer); otherwise values are interpolated as text. A result
+    longer than :data:`MAX_EXPANDED` is an error naming ``where`` (the macro or key being expanded).
     """
     if isinstance(value, str):
         if "${" not in value:
@@ -84,14 +90,23 @@ def substitute(value: Any, macros: Mapping[str, Any], *, typed: bool) -> Any:
         whole = MACRO_REF_RE.fullmatch(value)
         if typed and whole and whole.group(1) in macros:
             return macros[whole.group(1)]
+        refs = [m.group(1) for m in MACRO_REF_RE.finditer(value) if m.group(1) in macros]
+        size = len(value) + sum(len(format_scalar(macros[r])) for r in refs)
+        if size > MAX_EXPANDED:  # measured before building it
+            biggest = max(refs, key=lambda r: len(format_scalar(macros[r])))
+            raise ConfigError(
+                f"{where or 'macros'}: expands to about {size} characters, more than "
+                f"{MAX_EXPANDED} (through macro '${{{biggest}}}'); macros repeating macros grow "
+                "geometrically"
+            )
         return MACRO_REF_RE.sub(
             lambda m: format_scalar(macros[m.group(1)]) if m.group(1) in macros else m.group(0),
             value,
         )
     if isinstance(value, Mapping):
-        return {k: substitute(v, macros, typed=typed) for k, v in value.items()}
+        return {k: substitute(v, macros, typed=typed, where=where) for k, v in value.items()}
     if isinstance(value, list):
-        return [substitute(v, macros, typed=typed) for v in value]
+        return [substitute(v, macros, typed=typed, where=where) for v in value]
     return value
 
 

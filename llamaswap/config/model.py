@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from llamaswap.config.limits import Limits, Security, Timeouts
 from llamaswap.core.spec import (
     DEFAULT_HEALTH_CHECK_TIMEOUT,
     DEFAULT_UNLOAD_TIMEOUT,
@@ -78,6 +79,7 @@ class ModelConfig:
     send_loading_state: bool = False
     port: int | None = None
     """The ``${PORT}`` allocated to this model, or None when its cmd does not use ``${PORT}``."""
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
     @property
     def health_check_url(self) -> str | None:
@@ -122,6 +124,8 @@ class Config:
     """Public name -> peer route (FQNs and unique bare names; see ``config.peers``)."""
     selectors: Mapping[str, SelectorConfig] = field(default_factory=dict)
     profiles: Mapping[str, ProfileConfig] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    security: Security = field(default_factory=Security)
 
     def resolve(self, name: str) -> str | None:
         """Real model id for a model id or alias; None when nothing matches."""

@@ -9,8 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from llamaswap.config.hardening import parse_limits, parse_security
 from llamaswap.config.macros import leftover_macros, resolve_macros, substitute, validate_macros
-from llamaswap.config.model import DEFAULT_SCHEDULER, DEFAULT_START_PORT, Config, ConfigError
+from llamaswap.config.model import (
+    DEFAULT_SCHEDULER,
+    DEFAULT_START_PORT,
+    Config,
+    ConfigError,
+    Limits,
+    Security,
+)
 from llamaswap.config.peers import parse_peers, peer_routes
 from llamaswap.config.per_model import MAX_PORT, parse_models
 from llamaswap.config.profiles import parse_profiles, pin_names
@@ -54,6 +62,8 @@ TOP_LEVEL_KEYS = frozenset(
         "peers",
         "selectors",
         "profiles",
+        "limits",
+        "security",
     }
 )
 TOP_LEVEL_UNSUPPORTED = {
@@ -134,6 +144,8 @@ def build_config(
         (DEFAULT_SCHEDULER, no_settings),
     )
     preload = ctx.attempt(lambda: _preload(ctx, data, resolve), none)
+    limits = ctx.attempt(lambda: parse_limits(ctx, opt(data, "limits")), Limits())
+    security = ctx.attempt(lambda: parse_security(ctx, opt(data, "security")), Security())
     # Federation (peers, selectors, profiles) is checked against the models, aliases and groups
     # above, so it is checked once they are valid (otherwise it would report follow-on errors).
     ctx.raise_errors()
@@ -172,6 +184,8 @@ def build_config(
         peer_routes=routes,
         selectors=selectors,
         profiles=profiles,
+        limits=limits,
+        security=security,
     )
 
 
@@ -219,7 +233,7 @@ def _apply_global_macros(data: Mapping[str, Any], macros: Mapping[str, Any]) -> 
     out = dict(data)
     for key, value in data.items():
         if key in TOP_LEVEL_KEYS and key not in ("models", "macros"):
-            out[key] = substitute(value, macros, typed=True)
+            out[key] = substitute(value, macros, typed=True, where=key)
             leftover_macros(out[key], key)
     return out
 

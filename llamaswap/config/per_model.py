@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from llamaswap.config.commands import join_continuations, split_command, strip_comment_lines
+from llamaswap.config.hardening import check_id, parse_timeouts
 from llamaswap.config.macros import leftover_macros, resolve_macros, substitute, validate_macros
 from llamaswap.config.model import DEFAULT_CHECK_ENDPOINT, DEFAULT_PROXY, ConfigError, ModelConfig
 from llamaswap.config.values import (
@@ -46,10 +47,10 @@ MODEL_KEYS = frozenset(
         "macros",
         "metadata",
         "sendLoadingState",
+        "timeouts",
     }
 )
 MODEL_UNSUPPORTED = {
-    "timeouts": UNSUPPORTED,
     "compat": UNSUPPORTED,
     "capabilities": UNSUPPORTED,
     "healthCheckTimeout": "per-model value is ignored (llama-swap overwrites it with the global healthCheckTimeout)",
@@ -123,6 +124,7 @@ def _shape(ctx: Ctx, mid: str, raw: Any, global_macros: list[tuple[str, Any]]) -
     path = f"models.{mid}"
     if not mid:
         raise ConfigError("models: a model id must not be empty")
+    check_id(mid, f"models.{mid!r}")
     if raw is None and not ctx.require_cmd:
         raw = {}
     if raw is None:
@@ -171,15 +173,20 @@ def _expand_model(
         text = as_string(value, f"{path}.{key}")
         if key in ("cmd", "cmdStop"):
             text = strip_comment_lines(text)
-        out[key] = substitute(text, macros, typed=False)
+        out[key] = substitute(text, macros, typed=False, where=f"{path}.{key}")
     for key in TYPED_FIELDS:
         value = opt(model, key)
         if value is not None:
-            out[key] = substitute(value, macros, typed=True)
+            out[key] = substitute(value, macros, typed=True, where=f"{path}.{key}")
     for key in ("aliases", "env"):
         value = opt(model, key)
         if value is not None:
-            out[key] = substitute(as_list(value, f"{path}.{key}"), macros, typed=False)
+            where = f"{path}.{key}"
+            out[key] = substitute(as_list(value, where), macros, typed=False, where=where)
+    if opt(model, "timeouts") is not None:
+        out["timeouts"] = substitute(
+            as_mapping(model["timeouts"], f"{path}.timeouts"), macros, typed=True
+        )
 
     filters = as_mapping(opt(model, "filters"), f"{path}.filters")
     ctx.unknown_keys(
@@ -231,7 +238,7 @@ def _finish_model(
         port_macro = {"PORT": port}
         for key, value in list(fields.items()):
             fields[key] = substitute(
-                value, port_macro, typed=key in TYPED_FIELDS or key == "setParams"
+                value, port_macro, typed=key in TYPED_FIELDS or key in ("setParams", "timeouts")
             )
     elif "${PORT}" in fields["proxy"] and proxy_defaulted:
         # llama-swap rejects the whole config here, yet its own example config has such a model.
@@ -274,6 +281,7 @@ def _finish_model(
             raise ConfigError(f"{path}.aliases[{i}]: alias must not be empty")
         if alias in aliases:
             raise ConfigError(f"{path}.aliases[{i}]: duplicate alias {alias!r}")
+        check_id(alias, f"{path}.aliases[{i}]")
         aliases.append(alias)
 
     env: dict[str, str] = {}
@@ -366,4 +374,5 @@ def _finish_model(
         metadata=metadata,
         send_loading_state=sls,
         port=port,
+        timeouts=parse_timeouts(ctx, fields.get("timeouts"), f"{path}.timeouts"),
     )

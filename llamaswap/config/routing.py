@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from llamaswap.config.hardening import check_id
 from llamaswap.config.model import DEFAULT_SCHEDULER, ConfigError, ModelConfig
 from llamaswap.config.values import (
     UNSUPPORTED,
@@ -68,6 +69,7 @@ def parse_groups(
     groups: list[GroupSpec] = []
     for name, raw in raw_groups.items():
         path = f"{base}.{name}"
+        check_id(name, path)
         group = as_mapping(raw, path)
         ctx.unknown_keys(group, path, frozenset({"swap", "exclusive", "persistent", "members"}))
         if opt(group, "members") is None:

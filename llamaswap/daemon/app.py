@@ -23,11 +23,12 @@ from aiohttp import web
 
 from llamaswap.config.model import Config
 from llamaswap.config.peers import PeerRoute
-from llamaswap.core.errors import RequestError
+from llamaswap.core.errors import ErrorKind, RequestError
 from llamaswap.core.process import ProcessState
 from llamaswap.core.selectors import NoTargetError
 from llamaswap.daemon.body import Body as ReceivedBody
-from llamaswap.daemon.body import BodyTooLargeError, read_body
+from llamaswap.daemon.body import BodyTooLargeError, BodyTooSlowError, paced, read_body
+from llamaswap.daemon.browser import add_cors_headers, browser_guard
 from llamaswap.daemon.contract import Backend, Server
 from llamaswap.daemon.errors import error_response, request_error_response
 from llamaswap.daemon.extract import (
@@ -38,9 +39,10 @@ from llamaswap.daemon.extract import (
     replace_multipart_model,
 )
 from llamaswap.daemon.facts import facts_of
-from llamaswap.daemon.forward import relay, request_headers
+from llamaswap.daemon.forward import failed_status, relay, request_headers
 from llamaswap.daemon.loading import wait_with_loading_state
 from llamaswap.daemon.logs import LogMonitor
+from llamaswap.daemon.paths import ClimbsOutError, upstream_rest
 from llamaswap.daemon.peers import forward as peer_forward
 from llamaswap.daemon.peers import peer_body, peer_records
 from llamaswap.daemon.profiles import apply_pin, pin_records
@@ -80,7 +82,6 @@ VERSIONLESS_ROUTES = (
 MULTIPART_ROUTES = ("/v1/audio/transcriptions", "/v1/images/edits")
 QUERY_ROUTES = ("/v1/audio/voices", "/sdapi/v1/loras", "/props")
 NO_AUTH = frozenset(("/health", "/wol-health"))
-_CORS_ALLOW_HEADERS = "Content-Type, Authorization, Accept, X-Requested-With"
 REQUEST_ID_HEADER = "X-Request-Id"
 """A client-chosen request id: the id ``serve --record`` logs (so replayed traces line up)."""
 _record_ids = itertools.count(1)
@@ -112,12 +113,6 @@ def key_ok(presented: str | None, keys: tuple[str, ...]) -> bool:
     return ok
 
 
-def _sanitize_header_list(value: str) -> str:
-    tokens = [t.strip() for t in value.split(",")]
-    safe = [t for t in tokens if t and all(c.isalnum() or c in "-_" for c in t)]
-    return ", ".join(safe) or _CORS_ALLOW_HEADERS
-
-
 class Api:
     """Route handlers bound to one :class:`Server` (its current backend changes on reload)."""
 
@@ -129,19 +124,6 @@ class Api:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method == "OPTIONS":
-            requested = request.headers.get("Access-Control-Request-Headers")
-            return web.Response(
-                status=204,
-                headers={
-                    "Access-Control-Allow-Origin": "*",
-                    "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-                    "Access-Control-Allow-Headers": _sanitize_header_list(requested)
-                    if requested
-                    else _CORS_ALLOW_HEADERS,
-                    "Access-Control-Max-Age": "86400",
-                },
-            )
         if self.server.draining and request.path not in NO_AUTH:
             return error_response(
                 request, 503, "llamaswap is shutting down", headers={"Connection": "close"}
@@ -160,8 +142,6 @@ class Api:
             if exc.status < 400:
                 raise
             return error_response(request, exc.status, exc.reason)
-        if "Origin" in request.headers and "Access-Control-Allow-Origin" not in response.headers:
-            response.headers["Access-Control-Allow-Origin"] = "*"
         return response
 
     # ================================================================== model-dispatched
@@ -178,6 +158,7 @@ class Api:
     ) -> web.StreamResponse:
         started = time.monotonic()
         content_type = request.headers.get("Content-Type", "")
+        limits = self.server.config.limits
         try:
             received = await read_body(
                 request.content,
@@ -185,12 +166,21 @@ class Api:
                 request.content_length,
                 request.query,
                 self.client_max_size,
+                limits,
             )
         except BodyTooLargeError as exc:
             return error_response(request, 413, f"request body too large: {exc}")
+        except BodyTooSlowError as exc:
+            return error_response(request, 408, str(exc), headers={"Connection": "close"})
         self.server.operator.capture_request(facts_of(request), received.head)
         try:
-            found = extract(content_type, received.head, request.query, query_first=query_first)
+            found = extract(
+                content_type,
+                received.head,
+                request.query,
+                query_first=query_first,
+                max_containers=limits.max_json_containers,
+            )
         except BadRequestError as exc:
             return error_response(request, 400, str(exc))
         if not found.model:
@@ -310,6 +300,7 @@ class Api:
         ticket = backend.submit(model_id, request_id=request_id)
         seen.ticket, seen.request_id = ticket, request_id or ""
         server.operator.request_started(ticket)
+        url_path = url[len(backend.config.models[model_id].proxy.rstrip("/")) :]
         status = 499
         error_text: str | None = None
         try:
@@ -322,11 +313,21 @@ class Api:
                     return prepared
             else:
                 error = await ticket.future
+                while moved := await self._moved_by_reload(backend, model_id, error):
+                    # The old config's seat: cancelled, never served; the request queues again.
+                    server.operator.events.inflight_end(str(ticket.request.id))
+                    backend.release(ticket)
+                    backend = moved
+                    url = backend.config.models[model_id].proxy.rstrip("/") + url_path
+                    ticket = backend.submit(model_id, request_id=request_id)
+                    seen.ticket = ticket
+                    server.operator.request_started(ticket)
+                    error = await ticket.future
             if error is not None:
                 refusal = request_error_response(request, error)
                 status = refusal.status
                 return refusal
-            headers = request_headers(request.headers)
+            headers = request_headers(request.headers, backend.config.security.forward_credentials)
             if body_length is not None:  # a streamed upload keeps an exact Content-Length
                 headers["Content-Length"] = str(body_length)
             response, error_text = await relay(
@@ -340,8 +341,11 @@ class Api:
                 tap=tap.chunk,
                 settle=lambda: backend.settle_if_dead(model_id),
                 lean=server.lean,
+                timeouts=backend.config.models[model_id].timeouts,
             )
-            status = 502 if error_text is not None else response.status
+            status = response.status if error_text is None else failed_status(error_text)
+            if status == 504 and error_text is not None:
+                server.metrics.timed_out(model_id, error_text.rpartition("(")[2].rstrip(")"))
             return response
         finally:
             if recorder is not None:
@@ -394,6 +398,18 @@ class Api:
             path = path[len(strip_prefix) :]
         return await peer_forward(request, self.server, peer, route, path, body, body_length)
 
+    async def _moved_by_reload(
+        self, backend: Backend, model_id: str, error: RequestError | None
+    ) -> Backend | None:
+        """The new backend, when a reload (not a shutdown) failed this queued request and its
+        model still exists there: it queues again instead of failing (issue 19)."""
+        if error is None or error.kind is not ErrorKind.SHUTTING_DOWN or self.server.draining:
+            return None
+        current = await self.server.current()
+        if current is backend or model_id not in current.config.models:
+            return None
+        return current
+
     # ================================================================== /upstream passthrough
 
     async def upstream(self, request: web.Request) -> web.StreamResponse:
@@ -413,17 +429,20 @@ class Api:
                 if request.method in ("GET", "HEAD"):
                     raise web.HTTPMovedPermanently(target)
                 raise web.HTTPPermanentRedirect(target)
-            rest = "/" + "/".join(segments[i:]) + (f"?{query}" if query else "")
+            try:
+                rest = upstream_rest(segments[i:]) + (f"?{query}" if query else "")
+            except ClimbsOutError as exc:
+                return error_response(request, 400, str(exc))
             body: Any = None
             if request.can_read_body:
                 length = request.content_length
                 if length is not None and length <= 1 << 20:
                     try:
-                        body = await request.read()
-                    except web.HTTPRequestEntityTooLarge as exc:
-                        return error_response(request, 413, f"request body too large: {exc.text}")
+                        body = b"".join([c async for c in paced(request.content, config.limits)])
+                    except BodyTooSlowError as exc:
+                        return error_response(request, 408, str(exc))
                 else:
-                    body = request.content.iter_any()
+                    body = paced(request.content, config.limits)
             if route is not None:  # a peer model: the rest of the path goes to the peer as is
                 peer = config.peers[route.peer]
                 return await peer_forward(request, self.server, peer, route, rest, body)
@@ -506,11 +525,7 @@ class Api:
         names = {*config.models, *config.aliases, *config.peer_routes, *config.selectors}
         data.extend(pin_records(backend, names, created))
         data.sort(key=lambda r: r["id"])
-        response = web.json_response({"object": "list", "data": data})
-        origin = request.headers.get("Origin")
-        if origin:
-            response.headers["Access-Control-Allow-Origin"] = origin
-        return response
+        return web.json_response({"object": "list", "data": data})
 
     async def running(self, request: web.Request) -> web.Response:
         backend = await self.server.current()
@@ -621,10 +636,13 @@ def _state_name(state: ProcessState | None) -> str:
 
 def build_app(server: Server, client_max_size: int) -> web.Application:
     api = Api(server, client_max_size)
+    guard = browser_guard(server, JSON_ROUTES + VERSIONLESS_ROUTES)
     app = web.Application(
-        client_max_size=client_max_size, middlewares=[server.operator.middleware, api.middleware]
+        client_max_size=client_max_size,
+        middlewares=[server.operator.middleware, guard, api.middleware],
     )
     app.on_startup.append(quiet_gc)
+    app.on_response_prepare.append(add_cors_headers)
     add = app.router.add_route
     for path in JSON_ROUTES + MULTIPART_ROUTES:
         add("POST", path, api.model_handler())

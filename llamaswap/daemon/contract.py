@@ -81,6 +81,10 @@ class Server(Protocol):
         """The config now in force (API keys, model names for log streams); no waiting."""
 
     @property
+    def listen_host(self) -> str:
+        """The address it listens on (the browser guard checks ``Host`` when it is loopback)."""
+
+    @property
     def logs(self) -> Logs: ...
 
     @property

@@ -10,6 +10,7 @@ never look complete).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from typing import Protocol
@@ -18,10 +19,17 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from llamaswap.config.limits import Timeouts
+from llamaswap.daemon.body import SLOW_BODY, BodyTooSlowError
+from llamaswap.daemon.deadlines import TIMED_OUT, RelayWatch
 from llamaswap.daemon.errors import envelope, error_response
 from llamaswap.daemon.host import Ticket
 from llamaswap.daemon.upstream_client import LeanClient
 
+NO_TIMEOUTS = Timeouts(connect=10.0, idle=0.0, write=0.0)
+"""For callers that pass none (the model's ``timeouts`` normally come from its config)."""
+ERROR_WRITE_TIMEOUT = 1.0
+"""Bound on writing the final error event to a client after a failure."""
 BUFFER_LIMIT = 1 << 20
 """Largest ``Content-Length`` answered in one write; longer bodies are streamed."""
 
@@ -44,10 +52,19 @@ _HOP_BY_HOP = frozenset(
 )
 
 
-def request_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
+CREDENTIALS = frozenset(("authorization", "x-api-key", "cookie"))
+"""What a client presents to the daemon, not to the model: an upstream that is not what it seems
+(a leftover process on the model's port) must not collect the daemon's keys. Forwarded only with
+``security.forwardCredentials: true``."""
+
+
+def request_headers(
+    headers: Mapping[str, str], forward_credentials: bool = False
+) -> CIMultiDict[str]:
     out: CIMultiDict[str] = CIMultiDict()
     for key, value in headers.items():
-        if key.lower() not in _HOP_BY_HOP:
+        lowered = key.lower()
+        if lowered not in _HOP_BY_HOP and (forward_credentials or lowered not in CREDENTIALS):
             out.add(key, value)
     return out
 
@@ -113,6 +130,31 @@ def _direct_sinks(
         return True
 
     return sink, (framed if tap is None else None)
+
+
+def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """``exc`` or the exception it was raised from, if either is a ``kind``."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        if isinstance(current, kind):
+            return current
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
+CLIENT_GONE = "client disconnected"
+
+
+def failed_status(reason: str) -> int:
+    """The status a failed relay is counted under: 499 when the client left, 408 for its too
+    slow upload, 504 for a passed timeout, else 502."""
+    if reason == CLIENT_GONE:
+        return 499
+    if reason.startswith(SLOW_BODY):
+        return 408
+    return 504 if reason.startswith(TIMED_OUT) else 502
 
 
 def sse_error(status: int, message: str) -> bytes:
@@ -189,6 +231,7 @@ async def _open(
     url: str,
     body: bytes | AsyncIterable[bytes] | None,
     headers: CIMultiDict[str],
+    connect_timeout: float = 0.0,
 ) -> UpstreamBody:
     """Send the request upstream and return its response once the head is in.
 
@@ -196,9 +239,16 @@ async def _open(
     everything else.
     """
     if lean is not None and LeanClient.supports(url) and not isinstance(body, AsyncIterable):
-        return await lean.request(request.method, url, headers.items(), body)
+        return await lean.request(
+            request.method, url, headers.items(), body, connect_timeout=connect_timeout
+        )
     response = await session.request(
-        request.method, url, data=body, headers=headers, allow_redirects=False
+        request.method,
+        url,
+        data=body,
+        headers=headers,
+        allow_redirects=False,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout or None),
     )
     return _AiohttpBody(response)
 
@@ -215,6 +265,7 @@ async def relay(
     tap: Callable[[bytes], None] | None = None,
     settle: Callable[[], Awaitable[None]] | None = None,
     lean: LeanClient | None = None,
+    timeouts: Timeouts = NO_TIMEOUTS,
 ) -> tuple[web.StreamResponse, str | None]:
     """Send the request upstream and relay the answer; also say why it failed, if it did.
 
@@ -224,61 +275,98 @@ async def relay(
     ``settle`` runs after an upstream failure and before the client hears of it: the daemon lets
     the core see a crashed process first, so the client's next request restarts it.
     ``lean``: the fast client for plain-http upstreams and in-memory bodies (aiohttp otherwise).
+    ``timeouts``: the model's bounds (:mod:`llamaswap.daemon.deadlines`); one passed gives a 504
+    (or an SSE error event, or a cut body) whose message names the config key.
     """
     response: web.StreamResponse | None = prepared
+    watch: RelayWatch | None = None
     try:
-        upstream = await _open(request, session, lean, url, body, headers)
-        ticket.upstream = upstream
-        clean = False
-        try:
-            is_sse = upstream.headers.get("Content-Type", "").startswith("text/event-stream")
-            if response is None:
-                length = upstream.content_length
-                if not is_sse and length is not None and length <= BUFFER_LIMIT:
-                    data = await upstream.read()
-                    if tap is not None:
-                        tap(data)
-                    clean = True
-                    return web.Response(
-                        status=upstream.status,
-                        body=data,
-                        headers=response_headers(upstream.headers),
-                    ), None
-                out_headers = response_headers(upstream.headers)
-                if is_sse:
-                    out_headers["X-Accel-Buffering"] = "no"
-                response = web.StreamResponse(status=upstream.status, headers=out_headers)
-                await response.prepare(request)
-            if response.headers.get("Transfer-Encoding") == "chunked":
-                upstream.set_sink(*_direct_sinks(request, tap))
-            while chunk := await upstream.read_chunk():
-                if tap is not None:
-                    tap(chunk)
-                if upstream.finished:  # the last piece and the end of the body in one write
-                    await response.write_eof(chunk)
-                    break
-                await response.write(chunk)
-            else:
-                await response.write_eof()
-            clean = True
-            return response, None
-        finally:
-            upstream.set_sink(None)
-            if clean:
-                upstream.release()
-            else:
-                upstream.close()
-    except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
-        if settle is not None:
-            await settle()
-        reason = ticket.abort_reason or f"upstream connection failed: {exc or type(exc).__name__}"
-        if response is None:
-            return error_response(request, 502, reason), reason
-        if response.content_type == "text/event-stream" or prepared is not None:
+        async with asyncio.timeout(None) as scope:
+            watch = RelayWatch(scope, timeouts)
+            upstream = await _open(request, session, lean, url, body, headers, timeouts.connect)
+            watch.head_seen = True
+            watch.touch()
+            ticket.upstream = upstream
+            clean = False
             try:
-                await response.write(sse_error(502, reason))
-                await response.write_eof()
-            except (ConnectionError, RuntimeError):
+                is_sse = upstream.headers.get("Content-Type", "").startswith("text/event-stream")
+                if response is None:
+                    length = upstream.content_length
+                    if not is_sse and length is not None and length <= BUFFER_LIMIT:
+                        data = await upstream.read()
+                        if tap is not None:
+                            tap(data)
+                        clean = True
+                        return web.Response(
+                            status=upstream.status,
+                            body=data,
+                            headers=response_headers(upstream.headers),
+                        ), None
+                    out_headers = response_headers(upstream.headers)
+                    if is_sse:
+                        out_headers["X-Accel-Buffering"] = "no"
+                    response = web.StreamResponse(status=upstream.status, headers=out_headers)
+                    await response.prepare(request)
+                if response.headers.get("Transfer-Encoding") == "chunked":
+                    sink, framed = _direct_sinks(request, tap)
+                    upstream.set_sink(watch.wrap(sink), watch.wrap(framed))
+                loop = asyncio.get_running_loop()
+                while chunk := await upstream.read_chunk():
+                    if tap is not None:
+                        tap(chunk)
+                    watch.writing_since = loop.time()
+                    if upstream.finished:  # the last piece and the end of the body in one write
+                        await response.write_eof(chunk)
+                        break
+                    await response.write(chunk)
+                    watch.writing_since = None
+                    watch.last_data = loop.time()
+                else:
+                    watch.writing_since = loop.time()
+                    await response.write_eof()
+                clean = True
+                return response, None
+            finally:
+                watch.stop()
+                upstream.set_sink(None)
+                if clean:
+                    upstream.release()
+                else:
+                    upstream.close()
+    except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+        timed_out = watch is not None and watch.expired is not None
+        if watch is not None:
+            watch.stop()
+        if settle is not None and not timed_out:
+            await settle()
+        if response is not None and (request.transport is None or request.transport.is_closing()):
+            # The client went away (a write to it failed before aiohttp cancelled the handler):
+            # a 499 like any other disconnect, not an upstream failure.
+            return response, CLIENT_GONE
+        slow_body = _cause(exc, BodyTooSlowError)
+        if slow_body is not None:  # the client's upload, not the upstream, failed
+            if request.transport is not None and response is not None:
+                request.transport.close()
+            return error_response(
+                request, 408, str(slow_body), headers={"Connection": "close"}
+            ), str(slow_body)
+        if timed_out:
+            assert watch is not None
+            reason = watch.describe()
+        else:
+            reason = (
+                ticket.abort_reason or f"upstream connection failed: {exc or type(exc).__name__}"
+            )
+        if response is None:
+            return error_response(request, 504 if timed_out else 502, reason), reason
+        if watch is not None and watch.expired == "write":
+            pass  # the client is not reading: writing it an error would block again
+        elif response.content_type == "text/event-stream" or prepared is not None:
+            try:
+                async with asyncio.timeout(ERROR_WRITE_TIMEOUT):
+                    await response.write(sse_error(504 if timed_out else 502, reason))
+                    await response.write_eof()
+            except (ConnectionError, RuntimeError, TimeoutError):
                 pass
             return response, reason
         # A raw body cut short: close the connection so the client sees it incomplete.

@@ -99,6 +99,12 @@ class Metrics:
         )
         for result in ("ok", "refused"):  # both series exist (at 0) before the first reload
             self.reloads.labels(result)
+        self.timeouts = Counter(
+            "llamaswap_timeouts",
+            "Requests cut by a bound (timeouts.*, limits.*), by model and the config key",
+            ["model", "bound"],
+            registry=r,
+        )
         self._children: dict[tuple[str, ...], Any] = {}
         self.in_flight_of: Callable[[str], int] = lambda model: 0
         """Set by the daemon: the current host's in-flight count for a model (read at scrape)."""
@@ -131,6 +137,8 @@ class Metrics:
 
     def http_done(self, status: int) -> None:
         self._child(self.http_requests, str(status)).inc()
+    def timed_out(self, model: str, bound: str) -> None:
+        self._child(self.timeouts, model, bound).inc()
 
     def request_granted(self, model: str, waited: float) -> None:
         self._child(self.queue_wait, model).observe(waited)

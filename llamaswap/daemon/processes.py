@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import itertools
 import logging
 import os
 import shlex
@@ -34,10 +35,12 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from llamaswap.daemon.logs import Logs
+from llamaswap.daemon.proctree import TREE_VAR, kill_marked, port_owner, started
 
 log = logging.getLogger("llamaswap.processes")
 
@@ -48,6 +51,11 @@ PROPS_TIMEOUT = 2.0
 PIPE_DRAIN_TIMEOUT = 2.0
 DEATH_GRACE = 0.25
 _PR_SET_PDEATHSIG = 1
+PORT_CHECK_TIMEOUT = 0.5
+
+
+class PortInUseError(OSError):
+    """Something already listens on a model's port: the load fails, naming it."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,61 @@ class UpstreamSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     health_url: str | None = None
     """None: ready as soon as it is spawned (``checkEndpoint: none``)."""
+    inherit_env: bool = False
+    """``security.inheritEnv``: the daemon's whole environment instead of :data:`PASS_ENV`."""
+    check_port: bool = False
+    """The daemon allocated the port (``${PORT}``): whatever already listens there, or answers
+    there without being the spawned process, is a stranger. A fixed port in ``proxy`` is the
+    operator's own arrangement (a server run elsewhere, ``docker run -p``): trusted as in
+    llama-swap."""
+
+    @property
+    def local_port(self) -> int | None:
+        """The port of a ``proxy`` on this machine whose owner is checked, else None."""
+        if not self.check_port:
+            return None
+        try:
+            parts = urlsplit(self.proxy)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            return None
+        host = (parts.hostname or "").lower()
+        local = host in ("localhost", "::1") or host.startswith("127.")
+        return port if local else None
+
+
+PASS_ENV = frozenset(
+    [
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "TERM",
+        "XDG_RUNTIME_DIR",
+        "LD_LIBRARY_PATH",
+        "PYTHONPATH",
+        "VIRTUAL_ENV",
+        "SSL_CERT_FILE",
+    ]
+)
+PASS_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "HIP_", "ROCR_", "HSA_", "GPU_", "GGML_", "LLAMA_")
+"""What an upstream inherits by default: where things are, the locale, and the GPU selection
+variables model servers read. Not the rest: the daemon's environment holds the values behind
+``apiKeys: ["${env.KEY}"]`` and whatever else its operator exported. A model's ``env`` adds to
+this; ``security.inheritEnv: true`` passes everything, as llama-swap does."""
+
+
+def upstream_env(spec: UpstreamSpec, tree: str) -> dict[str, str]:
+    if spec.inherit_env:
+        base = dict(os.environ)
+    else:
+        base = {k: v for k, v in os.environ.items() if k in PASS_ENV or k.startswith(PASS_PREFIXES)}
+    return {**base, **spec.env, TREE_VAR: tree}
 
 
 def _set_pdeathsig() -> None:  # pragma: no cover - runs in the forked child
@@ -99,12 +162,20 @@ def _alive(pid: int) -> bool:
         return False
 
 
+_trees = itertools.count(1)
+
+
+def tree_prefix() -> str:
+    """The ``LLAMASWAP_TREE`` prefix of every upstream this daemon process starts."""
+    return f"{os.getpid()}-"
+
+
 class Watchdog:
     """The daemon's side of :mod:`llamaswap.daemon.watchdog`."""
 
     def __init__(self) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "llamaswap.daemon.watchdog"],
+            [sys.executable, "-m", "llamaswap.daemon.watchdog", tree_prefix()],
             stdin=subprocess.PIPE,
             start_new_session=True,
             close_fds=True,
@@ -141,6 +212,22 @@ class Watchdog:
             self._proc.kill()
 
 
+class _ExitProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's subprocess protocol plus a future set the moment the process exits.
+
+    ``Process.wait()`` returns only once the output pipe is closed too, so a grandchild that
+    inherited the pipe (and left the process group) would hold the exit report forever."""
+
+    def __init__(self, exited: asyncio.Future[None], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=1 << 16, loop=loop)
+        self._exited = exited
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self._exited.done():
+            self._exited.set_result(None)
+
+
 OUTPUT_TAIL_BYTES = 2048
 """How much of a process's latest output is kept to explain its exit."""
 LAST_LINE_CHARS = 300
@@ -167,6 +254,10 @@ class _Child:
     task: asyncio.Task[None] | None = None
     output_tail: bytes = b""
     """The last bytes this process wrote: its exit reason quotes the last line (why it died)."""
+    tree: str = field(default_factory=lambda: f"{tree_prefix()}{next(_trees)}")
+    """Its ``LLAMASWAP_TREE`` marker (see :mod:`llamaswap.daemon.proctree`)."""
+    foreign: str = ""
+    """Why it was killed for a stranger answering on its port (its exit reason then)."""
 
 
 class UpstreamProcesses:
@@ -285,12 +376,16 @@ class UpstreamProcesses:
     async def _run(self, child: _Child) -> None:
         spec = self._specs[child.model]
         monitor = self._logs.model(child.model)
-        env = {**os.environ, **spec.env}
+        env = upstream_env(spec, child.tree)
         try:
             argv = resolve_command(spec.cmd)
             if not argv:
                 raise ValueError("empty cmd")
-            proc = await asyncio.create_subprocess_exec(
+            await self._port_free(spec)
+            loop = asyncio.get_running_loop()
+            exited: asyncio.Future[None] = loop.create_future()
+            transport, protocol = await loop.subprocess_exec(
+                lambda: _ExitProtocol(exited, loop),
                 *argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -299,6 +394,13 @@ class UpstreamProcesses:
                 start_new_session=True,
                 preexec_fn=_set_pdeathsig,
             )
+            proc = asyncio.subprocess.Process(transport, protocol, loop)
+        except PortInUseError as exc:
+            reason = str(exc)
+            monitor.write(f"llamaswap: {reason}\n".encode())
+            self._forget(child)
+            self._on_exited(child.model, child.generation, reason)
+            return
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             reason = f"failed to start command: {exc}"
             monitor.write(f"llamaswap: {reason}\n".encode())
@@ -315,10 +417,15 @@ class UpstreamProcesses:
             self._start_task(self._stop(child))
         pump = asyncio.get_running_loop().create_task(self._pump(proc, monitor, child))
         health = asyncio.get_running_loop().create_task(self._health(child, spec))
-        code = await proc.wait()
+        await exited  # not proc.wait(): that also waits for every holder of the pipe to go
+        code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
         health.cancel()
-        # Grandchildren may still hold the pipe: clean the group, then stop waiting for EOF.
+        # Grandchildren may still hold the pipe: clean the group, and whatever left it (setsid,
+        # double fork) but still carries the tree's marker; then stop waiting for EOF.
         self._signal(proc.pid, signal.SIGKILL)
+        swept = await loop.run_in_executor(None, kill_marked, child.tree)
+        if swept:
+            log.info("%s: killed %d leftover descendant(s): %s", child.model, len(swept), swept)
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(pump, PIPE_DRAIN_TIMEOUT)
         with contextlib.suppress(asyncio.CancelledError):
@@ -337,6 +444,8 @@ class UpstreamProcesses:
     @staticmethod
     def _describe_exit(child: _Child, code: int) -> str:
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"code {code}"
+        if child.foreign:
+            return child.foreign
         if child.stop_requested or child.kill_requested:
             return f"stopped ({how})"
         said = _last_line(child.output_tail)
@@ -389,6 +498,8 @@ class UpstreamProcesses:
             delay = min(POLL_MAX, delay * 1.5)
         else:
             return
+        if not await self._answered_by_child(child, spec):
+            return
         slots = await self._reported_slots(session, spec)
         if child.stop_requested or child.kill_requested:
             return
@@ -410,6 +521,49 @@ class UpstreamProcesses:
             return None
         return slots_from_props(body)
 
+    async def _answered_by_child(self, child: _Child, spec: UpstreamSpec) -> bool:
+        """The first health answer must come from the process we spawned (its tree, or a helper
+        started after it): anything older listening there (a leftover upstream of an earlier
+        run that had not bound yet when the port was checked) would otherwise be taken for the
+        model and sent its traffic. A stranger gets our child killed and the load failed,
+        naming it."""
+        port = spec.local_port
+        if port is None or child.proc is None:
+            return True
+        loop = asyncio.get_running_loop()
+        since = started(child.proc.pid)
+        ours, who = await loop.run_in_executor(
+            None, port_owner, port, child.tree, since, child.proc.pid
+        )
+        if ours is not False:
+            return True
+        child.foreign = (
+            f"port {port} is answered by a process llamaswap did not start ({who}); "
+            f"{child.model} was stopped instead of trusting it"
+        )
+        log.warning("%s: %s", child.model, child.foreign)
+        self._signal(child.proc.pid, signal.SIGKILL)
+        return False
+
+    async def _port_free(self, spec: UpstreamSpec) -> None:
+        """Refuse to spawn when something already accepts connections on the model's port."""
+        port = spec.local_port
+        if port is None:
+            return
+        host = urlsplit(spec.proxy).hostname or "127.0.0.1"
+        try:
+            async with asyncio.timeout(PORT_CHECK_TIMEOUT):
+                _, writer = await asyncio.open_connection(host, port)
+        except (OSError, TimeoutError):
+            return  # refused (free), or nothing answering in time
+        writer.close()
+        loop = asyncio.get_running_loop()
+        _, who = await loop.run_in_executor(None, port_owner, port, "\0")
+        raise PortInUseError(
+            f"port {port} is already in use by another process ({who or 'unknown'}); "
+            f"not starting {spec.model} (stop that process or change the model's port)"
+        )
+
     async def _stop(self, child: _Child) -> None:
         proc = child.proc
         if proc is None or proc.returncode is not None:
@@ -425,7 +579,7 @@ class UpstreamProcesses:
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
-                    env={**os.environ, **spec.env},
+                    env=upstream_env(spec, child.tree),
                     start_new_session=True,
                 )
                 out, _ = await stopper.communicate()

@@ -23,7 +23,7 @@ from llamaswap.record.recorder import Recorder
 log = logging.getLogger("llamaswap.runtime")
 
 
-def upstream_spec(model: ModelConfig) -> UpstreamSpec:
+def upstream_spec(model: ModelConfig, inherit_env: bool = False) -> UpstreamSpec:
     return UpstreamSpec(
         model=model.id,
         cmd=tuple(model.cmd),
@@ -31,6 +31,8 @@ def upstream_spec(model: ModelConfig) -> UpstreamSpec:
         cmd_stop=model.cmd_stop,
         env=dict(model.env),
         health_url=model.health_check_url,
+        inherit_env=inherit_env,
+        check_port=model.port is not None,
     )
 
 
@@ -49,7 +51,8 @@ class Runtime:
         self.metrics = metrics
         self.host = AsyncHost(None, metrics)
         self.host.recorder = recorder
-        specs = {mid: upstream_spec(m) for mid, m in config.models.items()}
+        inherit = config.security.inherit_env
+        specs = {mid: upstream_spec(m, inherit) for mid, m in config.models.items()}
         self.processes = UpstreamProcesses(
             specs, logs, self.host.process_ready, self.host.process_exited, watchdog
         )

@@ -5,10 +5,12 @@ let in-flight and queued requests finish within ``drain_timeout``; then the core
 fails what is left (503) and stops every upstream (SIGKILL after ``stop_timeout``); wait for
 ``shutdown_complete``; close log streams; exit 0.
 
-Reload (SIGHUP, ``--watch-config``): load the new config; if it is bad, log why and keep the old
-one. Otherwise build a new :class:`Runtime`, route new requests to it, and shut the old one down
-(every old model is stopped, as in llama-swap). New requests wait until the old upstreams are gone,
-because the new config usually reuses their ports.
+Reload (SIGHUP, ``--watch-config``): load the new config in a worker thread (never on the event
+loop); if it is bad, log why and keep the old one; if it is unchanged, do nothing. Otherwise build
+a new :class:`Runtime`, route new requests to it, and shut the old one down (every old model is
+stopped, as in llama-swap). New requests wait until the old upstreams are gone, because the new
+config usually reuses their ports; requests the old runtime was still holding in its queue are
+queued again on the new one when their model still exists (``Api._moved_by_reload``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from llamaswap.daemon.access_log import AccessLog
 from llamaswap.daemon.activity import ActivitySettings
 from llamaswap.daemon.app import build_app
 from llamaswap.daemon.forward import make_session
+from llamaswap.daemon.guard import ConnectionGuard, GuardedRunner, raise_fd_limit
 from llamaswap.daemon.logs import Logs, MonitorHandler
+from llamaswap.daemon.logsafe import printable
 from llamaswap.daemon.metrics import Metrics
 from llamaswap.daemon.operator import OperatorView
 from llamaswap.daemon.processes import Watchdog
@@ -94,6 +98,7 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self.port = 0
+        self.listen_host = "127.0.0.1"
         self.runtime: Runtime
         self.operator = OperatorView(self, access_log, activity)
         """Access log, activity store, UI event stream (see :mod:`llamaswap.daemon.operator`)."""
@@ -115,8 +120,10 @@ class Daemon:
         self.operator.attach(self.runtime)
         self.app = build_app(self, self.max_body)
         register_ui(self.app, self)  # the operator's pages: the daemon's own view, not the API's
-        self._runner = web.AppRunner(
-            self.app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0
+        self.listen_host = host
+        self.guard = ConnectionGuard(lambda: self.config.limits, raise_fd_limit())
+        self._runner = GuardedRunner(
+            self.app, self.guard, handler_cancellation=True, access_log=None, shutdown_timeout=2.0
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True, backlog=LISTEN_BACKLOG)
@@ -196,12 +203,15 @@ class Daemon:
                     log.warning("reload requested but this daemon has no config file to read")
                     self.metrics.reload_done(ok=False)
                     return False
-                try:
-                    config = self.loader()
+                try:  # off the event loop: a big (or hostile) config must not stall requests
+                    config = await asyncio.get_running_loop().run_in_executor(None, self.loader)
                 except ConfigError as exc:
                     log.error("config reload failed, keeping the running config: %s", exc)
                     self.metrics.reload_done(ok=False)
                     return False
+            if config == self.config:
+                log.info("config unchanged: nothing to reload")
+                return True
             log.info("reloading config: stopping every model of the old config")
             for warning in config.warnings:
                 log.warning("config: %s", warning)
@@ -270,8 +280,9 @@ class Daemon:
             self._stamp_second = now
             self._stamp_text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
         line = (
-            f'{self._stamp_text} [INFO] Request {peer} "{request.method} '
-            f'{request.path} HTTP/{request.version.major}.{request.version.minor}" {status} '
-            f'"{request.headers.get("User-Agent", "")}" {(time.monotonic() - started) * 1000:.1f}ms\n'
+            f'{self._stamp_text} [INFO] Request {printable(peer)} "{printable(request.method)} '
+            f'{printable(request.path)} HTTP/{request.version.major}.{request.version.minor}" '
+            f'{status} "{printable(request.headers.get("User-Agent", ""))}" '
+            f"{(time.monotonic() - started) * 1000:.1f}ms\n"
         )
         self.logs.proxy.write(line.encode("utf-8", "replace"))

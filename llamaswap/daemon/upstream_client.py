@@ -383,10 +383,10 @@ class LeanClient:
     def supports(url: str) -> bool:
         return url.startswith("http://")
 
-    async def _connect(self, key: tuple[str, int]) -> _Conn:
+    async def _connect(self, key: tuple[str, int], timeout: float = CONNECT_TIMEOUT) -> _Conn:
         loop = asyncio.get_running_loop()
         try:  # asyncio.timeout, not wait_for: no extra task and loop turn per new connection
-            async with asyncio.timeout(CONNECT_TIMEOUT):
+            async with asyncio.timeout(timeout or None):
                 _, conn = await loop.create_connection(_Conn, key[0], key[1])
         except (OSError, TimeoutError) as exc:
             raise UpstreamError(f"cannot connect to {key[0]}:{key[1]}: {exc}") from None
@@ -407,7 +407,10 @@ class LeanClient:
         url: str,
         headers: Iterable[tuple[str, str]],
         body: bytes | None,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> UpstreamResponse:
+        """``connect_timeout``: the model's ``timeouts.connect`` (0 = none)."""
         key, netloc, target = _split(url)
         lines = [f"{method} {target} HTTP/1.1", f"Host: {netloc}"]
         lines += [f"{name}: {value}" for name, value in headers]
@@ -418,7 +421,7 @@ class LeanClient:
         for attempt in (0, 1):
             conn = self._idle(key) if attempt == 0 else None
             if conn is None:
-                conn = await self._connect(key)
+                conn = await self._connect(key, connect_timeout)
             try:
                 conn.start(raw, method == "HEAD")
                 await conn.read_head()

@@ -7,7 +7,12 @@ When the pipe reaches EOF (the daemon exited, however it died), the watchdog kil
 registered, then exits. It ignores SIGINT/SIGTERM and lives in its own session so that a terminal's
 Ctrl-C or a ``kill`` of the daemon's group cannot take it down first.
 
-Run as ``python -m llamaswap.daemon.watchdog``; it imports nothing heavy so it starts in ~30 ms.
+Process groups do not hold everything: a ``setsid`` grandchild leaves its group. So the watchdog
+is also given the daemon's ``LLAMASWAP_TREE`` prefix (``python -m llamaswap.daemon.watchdog
+PREFIX``) and, after the groups, kills every process still marked with it
+(:mod:`llamaswap.daemon.proctree`).
+
+It imports nothing heavy so it starts in ~30 ms.
 """
 
 from __future__ import annotations
@@ -34,6 +39,12 @@ def main() -> int:
     for pgid in sorted(groups):
         with contextlib.suppress(OSError):
             os.killpg(pgid, signal.SIGKILL)
+    if len(sys.argv) > 1 and sys.argv[1].endswith("-"):
+        # Descendants that left their group (setsid, double fork) still carry the daemon's
+        # LLAMASWAP_TREE marker: they would otherwise keep the port and the GPU memory.
+        from llamaswap.daemon.proctree import kill_marked
+
+        kill_marked(sys.argv[1])
     return 0
 
 
