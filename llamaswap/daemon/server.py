@@ -210,7 +210,10 @@ class Daemon:
                     self.metrics.reload_done(ok=False)
                     return False
             if config == self.config:
+                # Nothing to restart, but a reload still selects no profile, as llama-swap's does.
                 log.info("config unchanged: nothing to reload")
+                self.runtime.active_profile = ""
+                self.metrics.reload_done(ok=True)
                 return True
             log.info("reloading config: stopping every model of the old config")
             for warning in config.warnings:
