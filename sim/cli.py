@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,18 @@ if TYPE_CHECKING:  # rich, numpy and the simulator load only for the command tha
 
 SLOTS_HELP = "upstream slots per model, as K (every model) or MODEL=K (repeatable): reconstructs when service really started behind a busy upstream (e.g. fifo granting many requests to a one-slot llama.cpp) and sets the replay's parallel slots; default: the most requests the log shows a model serving at once, with no reconstruction"
 
+
+
+def finite_number(text: str) -> float:
+    """A number option: ``inf``, ``nan`` and overflowing literals (``1e400``) are refused by
+    argparse with one line, instead of failing deep inside the generator."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 def register(subparsers: Any) -> None:
     sim = subparsers.add_parser(
@@ -157,11 +170,11 @@ def register(subparsers: Any) -> None:
     )
     synth.add_argument("-o", "--output", required=True, type=Path, help="output .csv or .jsonl")
     synth.add_argument("--models", default="A,B,C", help="comma-separated model ids")
-    synth.add_argument("--rate", type=float, default=1.0, help="total requests/s")
-    synth.add_argument("--duration", type=float, default=600.0, help="seconds")
-    synth.add_argument("--zipf", type=float, default=0.0, help="popularity exponent (0 = uniform)")
+    synth.add_argument("--rate", type=finite_number, default=1.0, help="total requests/s")
+    synth.add_argument("--duration", type=finite_number, default=600.0, help="seconds")
+    synth.add_argument("--zipf", type=finite_number, default=0.0, help="popularity exponent (0 = uniform)")
     synth.add_argument(
-        "--cv", type=float, help="Gamma arrivals with this CV (default: Poisson, CV 1)"
+        "--cv", type=finite_number, help="Gamma arrivals with this CV (default: Poisson, CV 1)"
     )
     synth.add_argument(
         "--burst",

@@ -10,6 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from sim.cli import finite_number
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -31,7 +33,7 @@ def register(subparsers: Any) -> None:
         help="scheduler to compare (repeatable; default: the scenario's list)",
     )
     parser.add_argument(
-        "--duration", type=float, help="compress the trace's arrivals into S seconds"
+        "--duration", type=finite_number, help="compress the trace's arrivals into S seconds"
     )
     parser.add_argument(
         "--out", type=Path, help="output directory (default: reports/fidelity/<name>/)"
@@ -45,7 +47,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--deadline",
-        type=float,
+        type=finite_number,
         default=600.0,
         help="give up on the real run after this many seconds per scheduler (default 600)",
     )
