@@ -234,14 +234,7 @@ class Api:
                 body = json.dumps(found.json_body).encode()
         elif model.use_model_name and content_type.lower().startswith("multipart/form-data"):
             body = replace_multipart_model(content_type, received.head, model.use_model_name)
-        body_length: int | None = None
-        if not received.whole:
-            head = body if isinstance(body, bytes) else None
-            body_length = received.length(head)
-            body = received.payload(head)
-        path = request.raw_path
-        if strip_prefix and path.startswith(strip_prefix):
-            path = path[len(strip_prefix) :]
+        body, body_length, path = _outgoing(request, received, body, strip_prefix)
         url = model.proxy.rstrip("/") + path
         loading = (
             found.stream
@@ -388,14 +381,7 @@ class Api:
             body = replace_multipart_model(
                 request.headers["Content-Type"], received.head, route.model
             )
-        body_length: int | None = None
-        if not received.whole:
-            head = body if isinstance(body, bytes) else None
-            body_length = received.length(head)
-            body = received.payload(head)
-        path = request.raw_path
-        if strip_prefix and path.startswith(strip_prefix):
-            path = path[len(strip_prefix) :]
+        body, body_length, path = _outgoing(request, received, body, strip_prefix)
         return await peer_forward(request, self.server, peer, route, path, body, body_length)
 
     async def _moved_by_reload(
@@ -628,6 +614,26 @@ async def quiet_gc(app: web.Application) -> None:
     if gc.get_threshold() != GC_THRESHOLDS:
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+
+
+def _outgoing(
+    request: web.Request,
+    received: ReceivedBody,
+    body: bytes | AsyncIterator[bytes],
+    strip_prefix: str,
+) -> tuple[bytes | AsyncIterator[bytes], int | None, str]:
+    """What goes upstream, for a local model or a peer alike: the (possibly rewritten) head plus
+    the rest of a body still arriving (with its exact length), and the path without the route's
+    prefix."""
+    body_length: int | None = None
+    if not received.whole:
+        head = body if isinstance(body, bytes) else None
+        body_length = received.length(head)
+        body = received.payload(head)
+    path = request.raw_path
+    if strip_prefix and path.startswith(strip_prefix):
+        path = path[len(strip_prefix) :]
+    return body, body_length, path
 
 
 def _state_name(state: ProcessState | None) -> str:
